@@ -1,0 +1,170 @@
+"""The `ringfence` command: argument parsing and output only; the work is the API's.
+
+The parser is a few lines written here because `argparse` (with `re` and
+`gettext` behind it) would cost more start-up time than the whole `run` path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import __version__
+from .errors import SANDBOX_FAILED, RingfenceError
+
+USAGE = """\
+usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
+       ringfence status [OPTIONS] [--json]
+       ringfence explain [OPTIONS] [--json] PATH...
+       ringfence --version
+
+Run COMMAND inside a boundary the kernel enforces, as one TOML policy says.
+
+policy options (every command):
+  --sandbox MODE         read-only | workspace-write | danger-full-access
+  -P, --permissions NAME use the permission profile [permissions.NAME]
+  -c KEY=VALUE           override one configuration key (TOML value), repeatable
+  --config FILE          read FILE as a configuration layer (a Codex config.toml works), repeatable
+  -C, --cd DIR           work from DIR instead of the current directory
+
+run options:
+  --events FILE          append the run's events to FILE as JSON lines
+  --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
+  --no-tty               do not give the command a terminal, even when ringfence has one
+
+exit status of run: the command's own; 125 the sandbox could not start,
+126 the command cannot be run, 127 the command was not found.
+"""
+
+VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
+                 "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
+                 "--events": "events", "--timeout": "timeout"}
+FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty"}
+REPEATED = {"overrides", "config_files"}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse(argv: list[str]):
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        return "help", {}, []
+    if argv[0] in ("--version", "-V"):
+        return "version", {}, []
+    command, rest = argv[0], argv[1:]
+    if command not in ("run", "status", "explain"):
+        raise UsageError(f"unknown command {command!r}")
+    options: dict = {"overrides": [], "config_files": []}
+    positional: list[str] = []
+    index = 0
+    while index < len(rest):
+        arg = rest[index]
+        if arg == "--":
+            positional.extend(rest[index + 1:])
+            break
+        if arg in ("-h", "--help"):
+            return "help", {}, []
+        if arg.startswith("--") and "=" in arg:
+            name, inline = arg.split("=", 1)
+        else:
+            name, inline = arg, None
+        if name in VALUE_OPTIONS:
+            if inline is None:
+                index += 1
+                if index >= len(rest):
+                    raise UsageError(f"{name} needs a value")
+                inline = rest[index]
+            key = VALUE_OPTIONS[name]
+            if key in REPEATED:
+                options[key].append(inline)
+            else:
+                options[key] = inline
+        elif name in FLAG_OPTIONS:
+            options[FLAG_OPTIONS[name]] = True
+        elif arg.startswith("-") and arg != "-" and not (command == "run" and positional):
+            raise UsageError(f"unknown option {arg!r}")
+        else:
+            positional.append(arg)
+            if command == "run":
+                positional.extend(rest[index + 1:])
+                break
+        index += 1
+    if options.get("sandbox") and options["sandbox"] not in ("read-only", "workspace-write",
+                                                               "danger-full-access"):
+        raise UsageError(f"--sandbox {options['sandbox']!r}: use read-only, workspace-write or "
+                         "danger-full-access")
+    if "timeout" in options:
+        try:
+            options["timeout"] = float(options["timeout"])
+        except ValueError:
+            raise UsageError(f"--timeout {options['timeout']!r} is not a number of seconds") from None
+        if options["timeout"] <= 0:
+            raise UsageError("--timeout must be positive")
+    return command, options, positional
+
+
+def _policy(options):
+    from .sandbox import load_policy
+
+    cwd = options.get("cd")
+    if cwd is not None and not os.path.isdir(cwd):
+        raise UsageError(f"--cd {cwd}: no such directory")
+    return load_policy(os.path.abspath(cwd) if cwd else os.getcwd(), sandbox_mode=options.get("sandbox"),
+                       permissions=options.get("permissions"), config_files=options["config_files"],
+                       overrides=options["overrides"])
+
+
+def _error(message: str):
+    sys.stderr.write(f"ringfence: {message}\n")
+
+
+def cmd_run(options, positional) -> int:
+    if not positional:
+        raise UsageError("run needs a command: ringfence run -- COMMAND")
+    from .sandbox import Sandbox
+
+    policy = _policy(options)
+    if not policy.sandboxed:
+        _error("danger-full-access: running WITHOUT a sandbox; nothing limits this command")
+    outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
+                                  timeout=options.get("timeout"), events_path=options.get("events"),
+                                  tty=not options.get("no_tty"), forward_signals=True)
+    if outcome.reason == "timeout":
+        _error(f"timed out after {options['timeout']:g}s; the whole process tree was killed")
+    return outcome.exit_code
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else None
+    try:
+        command, options, positional = parse(argv)
+        if command == "help":
+            sys.stdout.write(USAGE)
+            return 0
+        if command == "version":
+            sys.stdout.write(f"ringfence {__version__}\n")
+            return 0
+        if command == "run":
+            return cmd_run(options, positional)
+        from . import report
+
+        policy = _policy(options)
+        if command == "status":
+            return report.status(policy, as_json=options.get("json", False))
+        if not positional:
+            raise UsageError("explain needs a path")
+        return report.explain(policy, positional, as_json=options.get("json", False))
+    except UsageError as exc:
+        _error(f"{exc}\n{USAGE.splitlines()[0]}  (ringfence --help for more)")
+        return SANDBOX_FAILED if command == "run" else 2
+    except RingfenceError as exc:
+        _error(str(exc))
+        return exc.exit_status if command == "run" else 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

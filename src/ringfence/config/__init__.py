@@ -1,0 +1,213 @@
+"""Configuration: find the layers, parse and validate each, merge them.
+
+Layers, weakest first: built-in defaults (in code), the user's
+`~/.ringfence/config.toml`, the project's `.ringfence/config.toml`, files
+given with `--config`, `-c key=value` overrides, and command-line flags.
+Whether the project layer only tightens is decided later, on the resulting
+policies (see `policy.compare`), because only the policy shows what a key
+does.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._record import Record
+from ..errors import ConfigError
+from ..paths import expand_home
+from .schema import Setting, validate_layer
+
+__all__ = ["Config", "Layer", "Setting", "load_config", "find_project_root", "user_config_dir"]
+
+DEFAULT_MARKERS = (".git",)
+
+
+class Layer(Record):
+    """One validated configuration source."""
+
+    __slots__ = ("name", "source", "tree", "ignored")
+
+
+class Config:
+    """The merged settings of all layers, each value still naming its origin."""
+
+    def __init__(self, layers: list, project_root: str, project_trusted: bool, cwd: str, home: str):
+        self.layers = layers
+        self.project_root = project_root
+        self.project_trusted = project_trusted
+        self.cwd = cwd
+        self.home = home
+        self.merged = merge([layer.tree for layer in layers])
+
+    def get(self, *path):
+        node = self.merged
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def value(self, *path, default=None):
+        setting = self.get(*path)
+        return default if setting is None else setting.value
+
+    def without(self, layer_name: str) -> "Config":
+        kept = [layer for layer in self.layers if layer.name != layer_name]
+        return Config(kept, self.project_root, self.project_trusted, self.cwd, self.home)
+
+    def has_layer(self, layer_name: str) -> bool:
+        return any(layer.name == layer_name for layer in self.layers)
+
+    @property
+    def sources(self) -> list[str]:
+        return [layer.source for layer in self.layers]
+
+    @property
+    def ignored(self) -> list[str]:
+        return [f"{layer.source}: {key}" for layer in self.layers for key in layer.ignored]
+
+
+def merge(trees: list) -> dict:
+    merged: dict = {}
+    for tree in trees:
+        _merge_into(merged, tree)
+    return merged
+
+
+def _merge_into(target: dict, tree: dict):
+    for key, value in tree.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge_into(target[key], value)
+        elif isinstance(value, dict):
+            target[key] = _copy_tree(value)
+        elif key == "rules" and isinstance(target.get(key), Setting):
+            # Command rules add up across layers; the strictest match decides.
+            previous = target[key]
+            target[key] = Setting(previous.value + value.value, value.source, value.key)
+        else:
+            target[key] = value
+
+
+def _copy_tree(tree: dict) -> dict:
+    return {k: _copy_tree(v) if isinstance(v, dict) else v for k, v in tree.items()}
+
+
+def user_config_dir(home: str) -> str:
+    override = os.environ.get("RINGFENCE_CONFIG_DIR")
+    return override if override else os.path.join(home, ".ringfence")
+
+
+def _read_toml(path: str) -> dict:
+    import tomllib  # only when a file exists: it is the costliest import on the run path
+
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, "", f"invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+
+
+def parse_override(text: str) -> dict:
+    """`-c key.path=value`: the key is a TOML dotted key, the value TOML or a bare string."""
+    import tomllib
+
+    source = f"-c {text}"
+    if "=" not in text:
+        raise ConfigError(source, "", "expected key=value", accepted="-c sandbox_mode=read-only")
+    key, _, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not key:
+        raise ConfigError(source, "", "missing key before '='")
+    try:
+        return tomllib.loads(f"{key} = {value}")
+    except tomllib.TOMLDecodeError:
+        pass
+    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    try:
+        return tomllib.loads(f"{key} = {quoted}")
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, key, f"cannot parse: {exc}") from None
+
+
+def find_project_root(cwd: str, home: str, markers) -> str:
+    """The nearest directory at or above `cwd` holding a marker, else `cwd`.
+
+    The search stops below `$HOME`: a dotfiles repository in the home
+    directory must not make the whole home the writable workspace.
+    """
+    current = cwd
+    while True:
+        if current == home and cwd != home:
+            return cwd
+        for marker in markers:
+            if os.path.lexists(os.path.join(current, marker)):
+                return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return cwd
+        current = parent
+
+
+def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: dict | None = None,
+                read_user_config: bool = True) -> Config:
+    layers: list[Layer] = []
+
+    def add(name, source, raw, allow_trust):
+        tree, ignored = validate_layer(raw, source, allow_trust=allow_trust)
+        layers.append(Layer(name, source, tree, tuple(ignored)))
+
+    if read_user_config:
+        user_file = os.path.join(user_config_dir(home), "config.toml")
+        if os.path.exists(user_file):
+            add("user", user_file, _read_toml(user_file), True)
+    late: list[tuple] = []
+    for path in config_files:
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(path):
+            raise ConfigError(path, "", "no such file", hint="check the path given to --config")
+        late.append(("config-file", path, _read_toml(path), True))
+    if overrides:
+        combined: dict = {}
+        for text in overrides:
+            _deep_update(combined, parse_override(text))
+        late.append(("override", "-c " + " -c ".join(overrides), combined, True))
+    if flags:
+        late.append(("flags", "command-line flags", flags, False))
+
+    trusting = list(layers)
+    for name, source, raw, allow_trust in late:
+        if name != "flags":
+            tree, _ = validate_layer(raw, source, allow_trust=allow_trust)
+            trusting.append(Layer(name, source, tree, ()))
+    probe = merge([layer.tree for layer in trusting])
+    markers_setting = probe.get("project_root_markers")
+    markers = tuple(markers_setting.value) if markers_setting else DEFAULT_MARKERS
+    project_root = find_project_root(cwd, home, markers)
+    trusted = _is_trusted(probe, project_root, home)
+
+    project_file = os.path.join(project_root, ".ringfence", "config.toml")
+    if os.path.isfile(project_file):
+        add("project", project_file, _read_toml(project_file), False)
+    for name, source, raw, allow_trust in late:
+        add(name, source, raw, allow_trust)
+    return Config(layers, project_root, trusted, cwd, home)
+
+
+def _is_trusted(tree: dict, project_root: str, home: str) -> bool:
+    projects = tree.get("projects") or {}
+    root = os.path.realpath(project_root)
+    for key, table in projects.items():
+        path = os.path.realpath(expand_home(key, home))
+        if path == root and "trust_level" in table:
+            return table["trust_level"].value == "trusted"
+    return False
+
+
+def _deep_update(target: dict, update: dict):
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value

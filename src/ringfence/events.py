@@ -1,0 +1,42 @@
+"""The structured event log: one JSON object per line, one schema.
+
+Every event carries `schema`, `time` (UTC, ISO 8601), `run` (the run id)
+and `type`. Types so far: `run.start`, `run.end`, `run.refused`,
+`sandbox.error`, `signal.forwarded`, `placeholder.cleanup`. Consumers must
+ignore fields they do not know; fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+SCHEMA = "ringfence.event/1"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + os.urandom(4).hex()
+
+
+def _timestamp() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
+class EventLog:
+    def __init__(self, run_id: str | None = None, path: str | None = None):
+        self.run_id = run_id or new_run_id()
+        self.path = path
+        self.events: list[dict] = []
+
+    def emit(self, type_: str, **fields) -> dict:
+        event = {"schema": SCHEMA, "time": _timestamp(), "run": self.run_id, "type": type_}
+        event.update(fields)
+        self.events.append(event)
+        if self.path:
+            import json
+
+            line = json.dumps(event, sort_keys=False, default=str) + "\n"
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line)
+        return event

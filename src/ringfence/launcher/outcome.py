@@ -1,0 +1,28 @@
+"""What a run returns."""
+
+from __future__ import annotations
+
+from .._record import Record
+
+
+class Outcome(Record):
+    """The result of one run.
+
+    `exit_code` is the command's own status (128+N when a signal N ended it);
+    `stdout`/`stderr` are bytes when captured, else None; `events` the run's
+    event log; `reason` one of "exited", "timeout", "interrupted";
+    `changeset` is reserved for isolated runs.
+    """
+
+    __slots__ = ("exit_code", "stdout", "stderr", "events", "duration", "reason", "sandboxed",
+                 "changeset")
+    _defaults = {"stdout": None, "stderr": None, "events": (), "duration": 0.0, "reason": "exited",
+                 "sandboxed": True, "changeset": None}
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    @property
+    def returncode(self) -> int:
+        return self.exit_code

@@ -1,0 +1,179 @@
+"""Run one plan: prepare the host side, spawn bwrap, supervise, clean up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import time
+
+from .._record import Record
+from ..errors import BackendUnavailable
+from .outcome import Outcome
+from .placeholders import Placeholders
+from .spawn import spawn
+from .supervise import TERMINATING, Supervisor
+from .terminal import RawMode, open_pty
+
+INHERIT, DEVNULL, PIPE, CAPTURE = "inherit", "devnull", "pipe", "capture"
+
+
+class IOSpec(Record):
+    """stdin: inherit | devnull | pipe (with `input`); stdout/stderr: inherit |
+    capture; `tty`: give tty descriptors a private pty instead of the real one;
+    `pass_fds`: extra descriptors the caller hands to the command on purpose."""
+
+    __slots__ = ("stdin", "input", "stdout", "stderr", "tty", "pass_fds")
+    _defaults = {"stdin": INHERIT, "input": None, "stdout": INHERIT, "stderr": INHERIT, "tty": True,
+                 "pass_fds": ()}
+
+
+def ensure_mask_file(path: str):
+    """An empty file nobody may read or write: binding it over a denied file
+    makes reads fail with EACCES rather than return plausible empty data."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0 \
+                and info.st_uid == os.getuid():
+            return
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+    os.fchmod(fd, 0)
+    os.close(fd)
+
+
+def _tty_fds(io: IOSpec) -> list[int]:
+    if not io.tty:
+        return []
+    ttys = []
+    for fd, mode in ((0, io.stdin), (1, io.stdout), (2, io.stderr)):
+        if mode == INHERIT and os.isatty(fd):
+            ttys.append(fd)
+    return ttys
+
+
+class _Handlers:
+    """Forward terminating signals (and window changes) to the supervisor."""
+
+    def __init__(self, supervisor, with_winch: bool):
+        self.previous = {}
+        wanted = list(TERMINATING) + ([signal.SIGWINCH] if with_winch else [])
+        for signum in wanted:
+            try:
+                self.previous[signum] = signal.signal(signum, lambda n, f: supervisor.forward(n))
+            except (ValueError, OSError):  # not the main thread: the caller handles signals
+                pass
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals: bool) -> Outcome:
+    started = time.monotonic()
+    ensure_mask_file(plan.mask_file)
+    placeholders = Placeholders(plan.state)
+    recovered = placeholders.recover()
+    if recovered:
+        events.emit("placeholder.cleanup", paths=recovered)
+    child_fds: dict[int, int] = {}
+    to_close: list[int] = []
+    master = None
+    raw = None
+    handlers = None
+    try:
+        placeholders.acquire([path for path, _kind in plan.placeholders])
+        seccomp_read, seccomp_write = os.pipe()
+        to_close.append(seccomp_read)
+        os.write(seccomp_write, plan.seccomp_program)
+        os.close(seccomp_write)
+        status_read, status_write = os.pipe()
+        to_close.append(status_write)
+        child_fds[3] = seccomp_read
+        child_fds[4] = status_write
+        for fd in io.pass_fds:
+            if fd in (0, 1, 2, 3, 4):
+                raise ValueError(f"pass_fds cannot hold {fd}: it is used by the sandbox")
+            child_fds[fd] = fd
+
+        tty_fds = _tty_fds(io)
+        pty_output = pty_input = None
+        if tty_fds:
+            master, slave = open_pty(size_from=tty_fds[0])
+            to_close.append(slave)
+            for fd in tty_fds:
+                child_fds[fd] = slave
+            pty_output = 1 if 1 in tty_fds else (2 if 2 in tty_fds else None)
+            pty_input = 0 if 0 in tty_fds else None
+        input_fd = stdout_fd = stderr_fd = None
+        if io.stdin == DEVNULL:
+            devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            to_close.append(devnull)
+            child_fds[0] = devnull
+        elif io.stdin == PIPE:
+            read_end, input_fd = os.pipe()
+            to_close.append(read_end)
+            child_fds[0] = read_end
+        if io.stdout == CAPTURE:
+            stdout_fd, write_end = os.pipe()
+            to_close.append(write_end)
+            child_fds[1] = write_end
+        if io.stderr == CAPTURE:
+            stderr_fd, write_end = os.pipe()
+            to_close.append(write_end)
+            child_fds[2] = write_end
+
+        events.emit("run.start", argv=plan.command, backend="bwrap", bwrap=plan.bwrap.path,
+                    network="isolated" if plan.network_isolated else "host",
+                    mounts=len(plan.mounts.steps), masks=plan.mounts.count("mask-file"),
+                    env_dropped=sorted({name for name, _reason in plan.dropped_env}))
+        pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
+        for fd in to_close:
+            os.close(fd)
+        to_close.clear()
+
+        supervisor = Supervisor(pid, status_fd=status_read, stdout_fd=stdout_fd, stderr_fd=stderr_fd,
+                                input_fd=input_fd, input_data=io.input or b"", pty_master=master,
+                                pty_output=pty_output, pty_input=pty_input, timeout=timeout,
+                                on_event=events.emit)
+        if forward_signals:
+            handlers = _Handlers(supervisor, with_winch=master is not None)
+        if pty_input is not None:
+            raw = RawMode(pty_input).__enter__()
+        result = supervisor.run()
+        os.close(status_read)
+        for fd in (stdout_fd, stderr_fd):
+            if fd is not None:
+                os.close(fd)
+    finally:
+        if raw is not None:
+            raw.restore()
+        if handlers is not None:
+            handlers.restore()
+        for fd in to_close:
+            os.close(fd)
+        if master is not None:
+            os.close(master)
+        removed = placeholders.release()
+
+    duration = time.monotonic() - started
+    if result.reason == "timeout":
+        exit_code = 124
+    elif result.exit_code is not None:
+        exit_code = result.exit_code
+    elif result.reason == "interrupted":
+        exit_code = 130
+    else:
+        from ..linux.diagnose import explain_start_failure
+
+        message, hint = explain_start_failure(plan, result)
+        events.emit("sandbox.error", message=message, duration=round(duration, 4))
+        raise BackendUnavailable(message, hint=hint)
+    events.emit("run.end", exit_code=exit_code, reason=result.reason, duration=round(duration, 4),
+                placeholders_removed=len(removed))
+    return Outcome(exit_code, result.stdout, result.stderr, tuple(events.events), duration, result.reason,
+                   True, None)

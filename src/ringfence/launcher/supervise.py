@@ -1,0 +1,324 @@
+"""Watch one spawned sandbox until it ends: relay I/O, forward signals,
+enforce the timeout, and read bwrap's status pipe.
+
+Everything is one poll loop over descriptors (the process's pidfd included),
+so it works from any thread and needs no SIGCHLD handler.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import signal
+import time
+
+from .terminal import copy_window_size, foreground_group
+
+GRACE_SECONDS = 3.0
+DRAIN_SECONDS = 2.0
+TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class Supervised:
+    """What the loop observed: the command's status and anything captured."""
+
+    __slots__ = ("exit_code", "wait_status", "stdout", "stderr", "reason", "started", "status_text")
+
+    def __init__(self):
+        self.exit_code = None
+        self.wait_status = None
+        self.stdout = None
+        self.stderr = None
+        self.reason = "exited"
+        self.started = False
+        self.status_text = ""
+
+
+class Supervisor:
+    def __init__(self, pid: int, *, status_fd: int | None = None, stdout_fd: int | None = None,
+                 stderr_fd: int | None = None, input_fd: int | None = None, input_data: bytes = b"",
+                 pty_master: int | None = None, pty_output: int | None = None,
+                 pty_input: int | None = None, timeout: float | None = None, on_event=None):
+        self.pid = pid
+        self.status_fd = status_fd
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        self.input_fd = input_fd
+        self.input_data = memoryview(input_data or b"")
+        self.pty_master = pty_master
+        self.pty_output = pty_output
+        self.pty_input = pty_input
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.on_event = on_event or (lambda *a, **k: None)
+        self.result = Supervised()
+        self.sandbox_pid = None
+        self.kill_at = None
+        self.signals_seen = 0
+        self.to_pty = bytearray()
+        self._status = b""
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+
+    # --- signals -----------------------------------------------------------------
+
+    def forward(self, signum: int):
+        """Called from a signal handler in the CLI: pass the signal on."""
+        if signum == getattr(signal, "SIGWINCH", None):
+            if self.pty_master is not None and self.pty_output is not None:
+                copy_window_size(self.pty_output, self.pty_master)
+            return
+        self.signals_seen += 1
+        if self.signals_seen > 1 or self.sandbox_pid is None:
+            self.kill_everything("interrupted")
+            return
+        group = foreground_group(self.pty_master) if self.pty_master is not None else None
+        target = group or self.sandbox_pid
+        try:
+            os.killpg(target, signum)
+        except OSError:
+            pass
+        self.on_event("signal.forwarded", signal=signal.Signals(signum).name, group=target)
+        self.kill_at = time.monotonic() + GRACE_SECONDS
+        self.result.reason = "interrupted"
+
+    def kill_everything(self, reason: str):
+        """SIGKILL the sandbox's init: the kernel then kills every process in its
+        pid namespace, daemons and grandchildren included."""
+        self.result.reason = reason
+        for pid in (self.sandbox_pid, self.pid):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        self.kill_at = None
+
+    # --- the loop ------------------------------------------------------------------
+
+    def run(self) -> Supervised:
+        poller = select.poll()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            pidfd = None
+        watched = {}
+
+        def watch(fd, mask, name):
+            if fd is not None:
+                poller.register(fd, mask)
+                watched[fd] = name
+
+        def unwatch(fd):
+            if fd in watched:
+                poller.unregister(fd)
+                del watched[fd]
+
+        watch(pidfd, select.POLLIN, "pid")
+        watch(self.status_fd, select.POLLIN, "status")
+        watch(self.stdout_fd, select.POLLIN, "stdout")
+        watch(self.stderr_fd, select.POLLIN, "stderr")
+        watch(self.pty_master, select.POLLIN, "pty")
+        watch(self.pty_input, select.POLLIN, "user-input")
+        if self.input_fd is not None:
+            if self.input_data:
+                os.set_blocking(self.input_fd, False)
+                watch(self.input_fd, select.POLLOUT, "input")
+            else:
+                os.close(self.input_fd)
+                self.input_fd = None
+
+        exited_at = None
+        try:
+            while True:
+                if exited_at is None:
+                    exited_at = self._reap(block=False)
+                readers = [n for n in watched.values() if n in ("stdout", "stderr", "status", "pty")]
+                if exited_at is not None and (not readers or time.monotonic() - exited_at > DRAIN_SECONDS):
+                    break
+                timeout_ms = self._poll_timeout(exited_at)
+                try:
+                    ready = poller.poll(timeout_ms)
+                except InterruptedError:
+                    continue
+                for fd, mask in ready:
+                    name = watched.get(fd)
+                    if name is None:
+                        continue
+                    if name == "pid":
+                        unwatch(fd)
+                    elif name == "input":
+                        self._write_input(fd, unwatch)
+                    elif name == "user-input":
+                        self._read_user(fd, unwatch)
+                    elif name == "pty":
+                        self._pty_ready(fd, mask, poller, unwatch)
+                    else:
+                        self._read(fd, name, unwatch)
+                self._check_deadlines()
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+            if self.input_fd is not None:
+                os.close(self.input_fd)
+        if self.result.wait_status is None:
+            self._reap(block=True)
+        self._parse_status()
+        if self.stdout_fd is not None:
+            self.result.stdout = b"".join(self._out)
+        if self.stderr_fd is not None:
+            self.result.stderr = b"".join(self._err)
+        return self.result
+
+    def _poll_timeout(self, exited_at):
+        limits = []
+        now = time.monotonic()
+        if exited_at is not None:
+            limits.append(exited_at + DRAIN_SECONDS - now)
+        else:
+            for moment in (self.deadline, self.kill_at):
+                if moment is not None:
+                    limits.append(moment - now)
+        if exited_at is None and self.status_fd is None and self._pidfd_missing():
+            limits.append(0.05)
+        if not limits:
+            return None
+        return max(0, int(min(limits) * 1000) + 1)
+
+    def _pidfd_missing(self):
+        return not hasattr(os, "pidfd_open")
+
+    def _check_deadlines(self):
+        now = time.monotonic()
+        if self.result.wait_status is not None:
+            return
+        if self.deadline is not None and now >= self.deadline:
+            self.deadline = None
+            self.on_event("run.timeout")
+            self.kill_everything("timeout")
+        elif self.kill_at is not None and now >= self.kill_at:
+            self.kill_everything(self.result.reason)
+
+    def _reap(self, block: bool):
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return time.monotonic()
+        if pid == 0:
+            return None
+        self.result.wait_status = status
+        return time.monotonic()
+
+    def _read(self, fd, name, unwatch):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            unwatch(fd)
+            return
+        if name == "stdout":
+            self._out.append(chunk)
+        elif name == "stderr":
+            self._err.append(chunk)
+        else:
+            self._status += chunk
+            if self.sandbox_pid is None:
+                self._parse_status()
+
+    def _write_input(self, fd, unwatch):
+        try:
+            written = os.write(fd, self.input_data[:65536])
+        except BlockingIOError:
+            return
+        except BrokenPipeError:
+            written = len(self.input_data)
+        self.input_data = self.input_data[written:]
+        if not self.input_data:
+            unwatch(fd)
+            os.close(fd)
+            self.input_fd = None
+
+    def _read_user(self, fd, unwatch):
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            unwatch(fd)
+            return
+        self.to_pty += chunk
+        self._flush_pty()
+
+    def _flush_pty(self):
+        if not self.to_pty or self.pty_master is None:
+            return
+        try:
+            written = os.write(self.pty_master, self.to_pty)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.to_pty.clear()
+            return
+        del self.to_pty[:written]
+
+    def _pty_ready(self, fd, mask, poller, unwatch):
+        if mask & select.POLLOUT:
+            self._flush_pty()
+        if mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                chunk = None
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                chunk = b""  # EIO: every holder of the slave has gone
+            if chunk == b"":
+                unwatch(fd)
+                return
+            if chunk:
+                _write_all(self.pty_output, chunk)
+        if fd in (self.pty_master,):
+            try:
+                poller.modify(fd, select.POLLIN | (select.POLLOUT if self.to_pty else 0))
+            except (KeyError, ValueError, OSError):
+                pass
+
+    def _parse_status(self):
+        text = self._status.decode(errors="replace")
+        self.result.status_text = text
+        child = _field(text, '"child-pid"')
+        if child is not None:
+            self.sandbox_pid = child
+            self.result.started = True
+        code = _field(text, '"exit-code"')
+        if code is not None:
+            self.result.exit_code = code
+
+
+def _field(text: str, name: str):
+    index = text.find(name)
+    if index < 0:
+        return None
+    rest = text[index + len(name):].lstrip(" :")
+    digits = ""
+    for char in rest:
+        if char.isdigit() or (char == "-" and not digits):
+            digits += char
+        else:
+            break
+    return int(digits) if digits and digits != "-" else None
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
+        except BrokenPipeError:
+            return
+        view = view[written:]

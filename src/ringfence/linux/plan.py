@@ -1,0 +1,73 @@
+"""Everything the launcher needs to start one command under bubblewrap, as data."""
+
+from __future__ import annotations
+
+import os
+
+from .._record import Record
+from ..errors import CommandNotExecutable, CommandNotFound, PolicyError
+from ..policy.filesystem import NONE
+from ..state import state_dir
+from . import seccomp
+from .bwrap import bwrap_argv, locate_bwrap
+from .mounts import build_mount_plan
+
+
+class LinuxPlan(Record):
+    """`argv` is the full bwrap command line; `env` the command's environment;
+    `seccomp_program` the BPF bytes for fd 3; `placeholders` the protected
+    paths to create before start; `mask_file` the empty file masks bind."""
+
+    __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
+                 "mask_file", "placeholders", "state", "dropped_env")
+
+
+def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
+    """Find the program as the sandbox would, and refuse early with 127/126
+    (never confused with the command's own status) when it cannot run."""
+    name = command[0]
+    if "/" in name:
+        candidates = [name if os.path.isabs(name) else os.path.join(cwd, name)]
+    else:
+        candidates = [os.path.join(d or ".", name) if os.path.isabs(d or ".") else os.path.join(cwd, d, name)
+                      for d in env.get("PATH", os.defpath).split(os.pathsep)]
+    found_denied = None
+    for candidate in candidates:
+        if not os.path.exists(candidate) or os.path.isdir(candidate):
+            continue
+        decision = filesystem.access(candidate)
+        if decision.access == NONE:
+            found_denied = found_denied or (candidate, decision)
+            continue
+        if not os.access(candidate, os.X_OK):
+            raise CommandNotExecutable(f"{candidate}: permission denied (not executable)",
+                                       hint=f"chmod +x {candidate}")
+        return candidate
+    if found_denied:
+        candidate, decision = found_denied
+        rule = decision.rule.describe() if decision.rule else decision.note
+        raise CommandNotExecutable(f"{candidate} is not visible in the sandbox: {rule}",
+                                   hint="allow reading it with a rule, or run another program")
+    raise CommandNotFound(f"{name}: command not found (searched {'the given path' if '/' in name else 'PATH'} "
+                          "as the sandbox sees it)")
+
+
+def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None) -> LinuxPlan:
+    filesystem = policy.filesystem
+    cwd_decision = filesystem.access(cwd)
+    if cwd_decision.access == NONE:
+        rule = cwd_decision.rule.describe() if cwd_decision.rule else cwd_decision.note
+        raise PolicyError(f"the working directory {cwd} is not visible in the sandbox ({rule})",
+                          hint="run from a directory the policy allows reading")
+    resolve_command(command, env_result.env, cwd, filesystem)
+    state = state_dir(policy.home)
+    cache = os.path.join(state, "cache")
+    bwrap = locate_bwrap(untrusted_roots=policy.project_roots, cache_dir=cache)
+    mounts = build_mount_plan(filesystem)
+    program = seccomp.program(cache)
+    mask_file = os.path.join(state, "mask", "empty")
+    full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
+    argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
+                      command=full_command, mask_file=mask_file)
+    return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
+                     mask_file, mounts.placeholders, state, env_result.dropped)

@@ -1,0 +1,55 @@
+"""Path spelling: `~`, canonical forms, ancestry. No policy here."""
+
+from __future__ import annotations
+
+import os
+
+
+def expand_home(path: str, home: str) -> str:
+    if path == "~":
+        return home
+    if path.startswith("~/"):
+        return os.path.join(home, path[2:])
+    return path
+
+
+def canonical(path: str) -> str:
+    """The path with every symlink resolved; missing tails are kept as written.
+
+    Rules and queries both go through this, so a rule written through a
+    symlink and a query through its target meet at the same key.
+    """
+    return os.path.realpath(path)
+
+
+def is_within(path: str, root: str) -> bool:
+    if root == "/":
+        return path.startswith("/")
+    return path == root or path.startswith(root + "/")
+
+
+def ancestors(path: str):
+    """`path` itself, then each parent up to and including `/`."""
+    while True:
+        yield path
+        if path == "/":
+            return
+        path = os.path.dirname(path)
+
+
+def depth(path: str) -> int:
+    return 0 if path == "/" else path.count("/")
+
+
+def symlink_components(path: str) -> list[str]:
+    """The prefixes of an absolute path (as written) that are symlinks."""
+    found = []
+    current = "/"
+    for part in path.strip("/").split("/"):
+        if not part:
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):
+            found.append(current)
+            current = os.path.realpath(current)
+    return found

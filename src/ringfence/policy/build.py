@@ -1,0 +1,405 @@
+"""From merged configuration to a `Policy`: select the profile, expand tokens,
+scan globs, add the built-in protections, and check what cannot be enforced.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ConfigError, PolicyError
+from ..paths import canonical, expand_home, is_within, symlink_components
+from ..state import state_dir
+from . import Policy
+from .commands import ALLOW, FORBIDDEN, CommandRule, CommandRules
+from .environment import EnvironmentPolicy
+from .filesystem import (NONE, READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap,
+                         FilesystemPolicy, GlobRule, PathRule)
+from .globs import hard_link_count, is_glob, scan, static_prefix
+from .network import FULL, LIMITED, OFF, NetworkPolicy
+
+BUILTIN = "built-in"
+MINIMAL_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+PRIVATE_TMP_PATHS = ("/tmp", "/var/tmp")
+
+
+class Selection:
+    __slots__ = ("name", "origin")
+
+    def __init__(self, name, origin):
+        self.name = name
+        self.origin = origin
+
+
+def _layer_rank(config, setting) -> int:
+    for index, layer in enumerate(config.layers):
+        if layer.source == setting.source:
+            return index
+    return -1
+
+
+def select_profile(config) -> Selection:
+    """The permission profile in force. A higher layer's choice wins; within one
+    layer `sandbox_mode` wins over `default_permissions`, as in Codex."""
+    mode = config.get("sandbox_mode")
+    named = config.get("default_permissions")
+    if mode is not None and named is not None and _layer_rank(config, named) > _layer_rank(config, mode):
+        mode = None
+    if mode is not None:
+        name = {"read-only": ":read-only", "workspace-write": ":workspace",
+                "danger-full-access": ":danger-full-access"}[mode.value]
+        return Selection(name, f"sandbox_mode = \"{mode.value}\" ({mode.source})")
+    if named is not None:
+        return Selection(named.value, f"default_permissions = \"{named.value}\" ({named.source})")
+    return Selection(":workspace", "default (no sandbox_mode or default_permissions set)")
+
+
+BUILTIN_PROFILES = (":read-only", ":workspace", ":danger-full-access")
+
+
+def _builtin_profile(name: str, config) -> tuple[dict, dict]:
+    """Filesystem and network tables of a built-in profile, as Settings."""
+    from ..config import Setting
+
+    origin = f"built-in profile {name}"
+    if name == ":read-only":
+        return {":root": Setting(READ, origin, ":root")}, {}
+    if name == ":workspace":
+        fs = {":root": Setting(READ, origin, ":root"),
+              ":project_roots": Setting({".": Setting(WRITE, origin, ":project_roots.\".\"")}, origin,
+                                        ":project_roots")}
+        roots = config.get("sandbox_workspace_write", "writable_roots")
+        if roots is not None:
+            for root in roots.value:
+                fs[root] = Setting(WRITE, roots.source, f'sandbox_workspace_write.writable_roots "{root}"')
+        network = {}
+        access = config.get("sandbox_workspace_write", "network_access")
+        if access is not None:
+            network["enabled"] = Setting(access.value, access.source, "sandbox_workspace_write.network_access")
+        return fs, network
+    return {":root": Setting(WRITE, origin, ":root")}, {"enabled": Setting(True, origin, "network")}
+
+
+def _resolve_profile(name: str, config, chain=()) -> tuple[dict, dict]:
+    if name in BUILTIN_PROFILES:
+        return _builtin_profile(name, config)
+    profiles = config.get("permissions") or {}
+    if name not in profiles:
+        available = ", ".join(sorted(list(profiles) + list(BUILTIN_PROFILES)))
+        source = (config.get("default_permissions") or config.get("sandbox_mode"))
+        raise ConfigError(source.source if source else "command line", "default_permissions",
+                          f'no permission profile named "{name}"', accepted=available)
+    if name in chain:
+        cycle = " -> ".join(chain + (name,))
+        raise ConfigError(profiles[name]["extends"].source, f"permissions.{name}.extends",
+                          f"extends forms a cycle: {cycle}")
+    table = profiles[name]
+    fs: dict = {}
+    network: dict = {}
+    if "extends" in table:
+        fs, network = _resolve_profile(table["extends"].value, config, chain + (name,))
+        fs, network = dict(fs), dict(network)
+    for key, value in (table.get("filesystem") or {}).items():
+        fs[key] = value
+    for key, value in (table.get("network") or {}).items():
+        network[key] = value
+    return fs, network
+
+
+class Expander:
+    """Turns filesystem keys (tokens, ~, scoped tables, globs) into rules."""
+
+    def __init__(self, cwd, home, project_roots, tmpdir):
+        self.cwd = cwd
+        self.home = home
+        self.project_roots = project_roots
+        self.tmpdir = tmpdir
+
+    def bases(self, key: str) -> list[str]:
+        if key == ":root":
+            return ["/"]
+        if key == ":minimal":
+            return [p for p in MINIMAL_PATHS if os.path.lexists(p)]
+        if key in (":project_roots", ":workspace_roots"):
+            return list(self.project_roots)
+        if key == ":tmpdir":
+            return [self.tmpdir] if self.tmpdir else []
+        if key == ":slash_tmp":
+            return ["/tmp"]
+        return [os.path.normpath(expand_home(key, self.home))]
+
+    def expand(self, fs_table: dict, tier: int):
+        rules: list[PathRule] = []
+        globs: list[tuple] = []
+        default_depth = fs_table.get("glob_scan_max_depth")
+        max_depth = default_depth.value if default_depth is not None else None
+        for key, setting in fs_table.items():
+            if key == "glob_scan_max_depth":
+                continue
+            for base in self.bases(key):
+                if isinstance(setting.value, dict):
+                    for rel, access_setting in setting.value.items():
+                        target = base if rel == "." else os.path.join(base, rel)
+                        label = f'{setting.key}."{rel}" = "{access_setting.value}"'
+                        self._add(target, access_setting, label, tier, rules, globs, max_depth)
+                else:
+                    label = f'{setting.key} = "{setting.value}"'
+                    self._add(base, setting, label, tier, rules, globs, max_depth)
+        return rules, globs
+
+    def _add(self, target, setting, label, tier, rules, globs, max_depth):
+        if is_glob(target):
+            root = static_prefix(target)
+            if root == "/":
+                raise ConfigError(setting.source, setting.key,
+                                  f'the glob "{target}" is rooted at "/": it would scan the whole system',
+                                  hint="root the glob in a directory, such as :project_roots or ~/")
+            pattern = target[len(root):].lstrip("/")
+            globs.append((canonical(root), pattern, setting.value, setting.source, label, tier, max_depth))
+        else:
+            rules.append(PathRule(canonical(target), setting.value, setting.source, label,
+                                  kind="path", tier=tier, spelled=target))
+
+
+def _credential_rules(expander: Expander, enabled: bool):
+    if not enabled:
+        return [], []
+    from .builtin_data import credential_entries
+
+    rules, globs = [], []
+    for spelled, access, excludes in credential_entries():
+        label = f'{spelled} = "{access}"  (built-in :credentials)'
+        bases = [expander.home] if spelled.startswith("~/") else list(expander.project_roots)
+        relative = spelled[2:]
+        for base in bases:
+            target = os.path.join(base, relative)
+            if is_glob(relative):
+                root = static_prefix(target)
+                pattern = target[len(root):].lstrip("/")
+                globs.append((canonical(root), pattern, access, BUILTIN, label, TIER_BUILTIN, None, excludes))
+            else:
+                rules.append(PathRule(canonical(target), access, BUILTIN, label, kind="credentials",
+                                      tier=TIER_BUILTIN, spelled=target))
+    return rules, globs
+
+
+def _scan_globs(glob_specs, provisional: FilesystemPolicy):
+    """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
+    groups: dict = {}
+    for spec in glob_specs:
+        root, pattern, access, origin, label, tier, max_depth = spec[:7]
+        excludes = spec[7] if len(spec) > 7 else ()
+        groups.setdefault((root, max_depth), []).append((pattern, access, origin, label, tier, excludes))
+
+    def denied_without_exceptions(path):
+        decision = provisional.decide_canonical(path)
+        if decision.access != NONE or decision.rule is None:
+            return False
+        return not any(is_within(p, path) and p != path for p in provisional.index)
+
+    rules: list[PathRule] = []
+    summaries: list[GlobRule] = []
+    for (root, max_depth), entries in groups.items():
+        patterns = sorted({entry[0] for entry in entries})
+        matches = scan(root, patterns, max_depth, skip=denied_without_exceptions)
+        by_pattern: dict = {}
+        for match in matches:
+            by_pattern.setdefault(match.pattern, []).append(match)
+        for pattern, access, origin, label, tier, excludes in entries:
+            hits = by_pattern.get(pattern, [])
+            if excludes:
+                from .globs import compile_pattern
+
+                compiled = [compile_pattern(e) for e in excludes]
+                hits = [m for m in hits
+                        if not any(c.fullmatch(os.path.relpath(m.path, root)) for c in compiled)]
+            for match in hits:
+                if access == NONE and not match.is_dir and hard_link_count(match.path) > 1:
+                    raise PolicyError(
+                        f"{match.path} is denied by {label} but has {hard_link_count(match.path)} hard links; "
+                        "its other names could not be masked",
+                        hint=f"give it a single name: cp --remove-destination '{match.path}' '{match.path}.tmp' "
+                             f"&& mv '{match.path}.tmp' '{match.path}'")
+                kind = "credentials" if tier == TIER_BUILTIN else "glob"
+                rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
+                                      spelled=match.path))
+            summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
+                                      tuple(m.path for m in hits)))
+    return rules, summaries
+
+
+def _protected_entries(writable_roots, names, cwd):
+    """Protected metadata at the top of each writable root: (path, kind, exists, label)."""
+    entries = []
+    for root in writable_roots:
+        for name, kind in names:
+            path = os.path.join(root, name)
+            label = f'protected "{name}" in {root}'
+            if os.path.islink(path):
+                raise PolicyError(
+                    f"{path} is a symlink inside the writable root {root}: the sandbox could replace it "
+                    "and escape the protection of its target",
+                    hint=f"replace the symlink with the real {kind}, or make {root} read-only")
+            exists = os.path.lexists(path)
+            entries.append((path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
+            if name == ".git" and exists and os.path.isfile(path):
+                target = _gitdir_target(path)
+                if target:
+                    entries.append((target, "dir", os.path.isdir(target), f'gitdir of {path}'))
+    return entries
+
+
+def _gitdir_target(dot_git_file: str) -> str | None:
+    try:
+        with open(dot_git_file, encoding="utf-8", errors="replace") as handle:
+            first = handle.readline().strip()
+    except OSError:
+        return None
+    if not first.startswith("gitdir:"):
+        return None
+    target = first[len("gitdir:"):].strip()
+    if not os.path.isabs(target):
+        target = os.path.join(os.path.dirname(dot_git_file), target)
+    return canonical(target)
+
+
+def _check_symlinks(rules, provisional: FilesystemPolicy):
+    """A denied or read-only path reached through a symlink that the sandbox can
+    rewrite is refused: the protection would follow the link, not the name."""
+    for rule in rules:
+        if rule.kind != "path" or rule.access == WRITE or not rule.spelled:
+            continue
+        for link in symlink_components(rule.spelled):
+            parent = os.path.dirname(link)
+            if provisional.decide_canonical(canonical(parent)).access == WRITE:
+                raise PolicyError(
+                    f"{rule.describe()} reaches {rule.path} through the symlink {link}, "
+                    f"which the sandbox can rewrite ({parent} is writable)",
+                    hint=f"write the rule for the real path {rule.path}, or make {parent} read-only")
+
+
+def _environment_policy(config, added) -> EnvironmentPolicy:
+    table = config.get("shell_environment_policy") or {}
+
+    def value(key, default):
+        setting = table.get(key)
+        return default if setting is None else setting.value
+
+    return EnvironmentPolicy(
+        inherit=value("inherit", "all"),
+        ignore_default_excludes=value("ignore_default_excludes", False),
+        exclude=tuple(value("exclude", ())),
+        set=tuple(sorted(value("set", {}).items())),
+        include_only=tuple(value("include_only", ())),
+        added=tuple(added),
+    )
+
+
+def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
+    enabled = table.get("enabled")
+    if enabled is None or not enabled.value:
+        origin = enabled.key + f" = false ({enabled.source})" if enabled is not None else \
+            f"default: network off (profile {selection.name})"
+        return NetworkPolicy(OFF, origin)
+    mode = table.get("mode")
+    domains = table.get("domains") or {}
+    sockets = table.get("unix_sockets") or {}
+    origin = f"{enabled.key} = true ({enabled.source})"
+    if (mode is not None and mode.value == "limited") or domains or sockets:
+        return NetworkPolicy(LIMITED, origin,
+                             tuple((k, v.value, f"{v.key} ({v.source})") for k, v in domains.items()),
+                             tuple((k, v.value, f"{v.key} ({v.source})") for k, v in sockets.items()))
+    return NetworkPolicy(FULL, origin)
+
+
+def _command_rules(config) -> CommandRules:
+    import shlex
+
+    setting = config.get("rules")
+    if setting is None:
+        return CommandRules(())
+    rules = []
+    for index, item in enumerate(setting.value):
+        prefix = tuple(shlex.split(item["prefix"].value))
+        if not prefix:
+            raise ConfigError(item["prefix"].source, f"rules[{index}].prefix", "the prefix is empty")
+        decision = ALLOW if item["allow"].value else FORBIDDEN
+        rules.append(CommandRule(prefix, decision, item["prefix"].source,
+                                 f'[[rules]] prefix = "{item["prefix"].value}" allow = {str(item["allow"].value).lower()}'))
+    return CommandRules(tuple(rules))
+
+
+def build(config, *, env=None) -> Policy:
+    env = dict(os.environ if env is None else env)
+    cwd = canonical(config.cwd)
+    home = canonical(config.home)
+    selection = select_profile(config)
+    fs_table, net_table = _resolve_profile(selection.name, config)
+    project_roots = (canonical(config.project_root),)
+    tmpdir = env.get("TMPDIR")
+    tmpdir = canonical(tmpdir) if tmpdir and os.path.isabs(tmpdir) else None
+    expander = Expander(cwd, home, project_roots, tmpdir)
+    approval = config.value("approval_policy", "on-request")
+    commands = _command_rules(config)
+    sources = tuple(config.sources)
+    ignored = tuple(config.ignored)
+
+    if selection.name == ":danger-full-access":
+        filesystem = FilesystemPolicy([PathRule("/", WRITE, BUILTIN, ":danger-full-access (no sandbox)")])
+        return Policy(False, selection.name, selection.origin, cwd, home, project_roots, filesystem,
+                      NetworkPolicy(FULL, ":danger-full-access"), _environment_policy(config, ()),
+                      commands, approval, config.project_trusted, sources, ignored, ())
+
+    profile_rules, glob_specs = expander.expand(fs_table, TIER_PROFILE)
+    builtin_rules = [PathRule(p, WRITE, BUILTIN, f'{p}: private temporary space (built-in)', kind="private",
+                              tier=TIER_BUILTIN, spelled=p) for p in PRIVATE_TMP_PATHS]
+    protection = config.get("protection") or {}
+    credentials_setting = protection.get("credentials")
+    credentials_on = True if credentials_setting is None else credentials_setting.value
+    cred_rules, cred_globs = _credential_rules(expander, credentials_on)
+    base_rules = builtin_rules + cred_rules + profile_rules
+    provisional = FilesystemPolicy(base_rules)
+
+    glob_rules, glob_summaries = _scan_globs(glob_specs + cred_globs, provisional)
+    rules = base_rules + glob_rules
+    provisional = FilesystemPolicy(rules)
+    _check_symlinks(profile_rules, provisional)
+
+    writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
+                            | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE
+                               and not provisional.decide_canonical(p).private})
+    names_setting = protection.get("metadata")
+    if names_setting is None:
+        from .builtin_data import protected_names
+
+        names = protected_names()
+    else:
+        names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
+    protected = _protected_entries(writable_roots, names, cwd)
+    caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
+                                     spelled=path)) for path, _kind, _exists, label in protected]
+    own_state = canonical(state_dir(home))
+    caps.append(Cap(own_state, NONE, PathRule(own_state, NONE, BUILTIN,
+                                              "ringfence state (built-in, always hidden)", kind="state",
+                                              tier=TIER_PROTECTED)))
+    from ..config import user_config_dir
+
+    own_config = canonical(user_config_dir(home))
+    caps.append(Cap(own_config, READ, PathRule(own_config, READ, BUILTIN,
+                                               "ringfence user configuration (built-in, never writable)",
+                                               kind="protected", tier=TIER_PROTECTED)))
+    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected))
+
+    network = _network_policy(net_table, selection)
+    added = [("RINGFENCE_SANDBOX", "1")]
+    if not (tmpdir and filesystem.decide_canonical(tmpdir).access == WRITE
+            and not filesystem.decide_canonical(tmpdir).private):
+        added.append(("TMPDIR", "/tmp"))
+    environment = _environment_policy(config, added)
+    builtins = (
+        ("private /tmp and /var/tmp", '":slash_tmp" = "write" (or a rule for the path)'),
+        ("credentials layer" + ("" if credentials_on else " (off)"), "[protection] credentials = false"),
+        ("protected metadata: " + ", ".join(n for n, _ in names), "[protection] metadata = [...]"),
+        ("ringfence state hidden, user config read-only", "none (always on)"),
+    )
+    return Policy(True, selection.name, selection.origin, cwd, home, project_roots, filesystem, network,
+                  environment, commands, approval, config.project_trusted, sources, ignored, builtins)

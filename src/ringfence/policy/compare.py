@@ -1,0 +1,43 @@
+"""Is one policy wider than another? Used to keep project configuration from
+loosening the sandbox of an untrusted project.
+
+The comparison is exact for filesystem rules: access is constant between
+rule paths, so comparing the two policies at every rule path of either (and
+at `/`) covers every path there is.
+"""
+
+from __future__ import annotations
+
+from .filesystem import RANK
+
+INHERIT_RANK = {"none": 0, "core": 1, "all": 2}
+NETWORK_RANK = {"off": 0, "limited": 1, "full": 2}
+
+
+def _host_access(decision) -> int:
+    # A private tmpfs shows nothing of the host, so for the host it is `none`.
+    return 0 if decision.private else RANK[decision.access]
+
+
+def widenings(base, candidate, source_env) -> list[str]:
+    """Every way `candidate` grants more than `base`, as readable sentences."""
+    found = []
+    if base.sandboxed and not candidate.sandboxed:
+        return ["it turns the sandbox off (danger-full-access)"]
+    paths = {"/"} | set(base.filesystem.index) | set(candidate.filesystem.index)
+    paths |= {cap.path for cap in base.filesystem.caps} | {cap.path for cap in candidate.filesystem.caps}
+    for path in sorted(paths):
+        before = base.filesystem.decide_canonical(path)
+        after = candidate.filesystem.decide_canonical(path)
+        if _host_access(after) > _host_access(before):
+            rule = after.rule.describe() if after.rule else "no rule"
+            found.append(f"{path}: {before.access} -> {after.access} by {rule}")
+    if NETWORK_RANK[candidate.network.mode] > NETWORK_RANK[base.network.mode]:
+        found.append(f"network: {base.network.mode} -> {candidate.network.mode} by {candidate.network.origin}")
+    before_env = base.environment.apply(source_env).env
+    after_env = candidate.environment.apply(source_env).env
+    exposed = sorted(name for name, value in after_env.items()
+                     if name in source_env and source_env[name] == value and name not in before_env)
+    if exposed:
+        found.append("environment: passes through " + ", ".join(exposed))
+    return found

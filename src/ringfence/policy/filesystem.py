@@ -1,0 +1,130 @@
+"""Filesystem decisions: which access a path gets, and which rule says so.
+
+The most specific rule (the longest path at or above the query) decides. At
+one path, a rule of a higher tier replaces a lower one (a user rule replaces
+a built-in credential rule for the same path); within a tier the stricter
+wins, in Codex's order none > write > read. Caps then lower whole subtrees:
+protected metadata can never be more than readable, ringfence's own state can
+never be seen. Rules are stored under canonical paths, so a rule written
+through a symlink and a query through its target meet.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .._record import Record
+from ..paths import ancestors, canonical, is_within
+
+NONE, READ, WRITE = "none", "read", "write"
+RANK = {NONE: 0, READ: 1, WRITE: 2}
+# Codex's tie-break at equal specificity: none beats write beats read.
+TIE_ORDER = {NONE: 2, WRITE: 1, READ: 0}
+
+TIER_BUILTIN = 0     # built-in credential rules and private temporary space
+TIER_PROFILE = 1     # the selected profile, sandbox_workspace_write, globs from config
+TIER_PROTECTED = 2   # protected metadata and ringfence's own files
+
+
+class PathRule(Record):
+    """One concrete rule: an absolute canonical path and its access.
+
+    `label` is how the rule reads in configuration, `origin` where it was
+    written, `kind` what produced it (path, glob, protected, private,
+    credentials, state), `spelled` the path before symlinks were resolved.
+    """
+
+    __slots__ = ("path", "access", "origin", "label", "kind", "tier", "spelled")
+    _defaults = {"kind": "path", "tier": TIER_PROFILE, "spelled": None}
+
+    @property
+    def private(self) -> bool:
+        return self.kind == "private"
+
+    def describe(self) -> str:
+        where = "built-in" if self.origin == "built-in" else self.origin
+        return f"{self.label} ({where})"
+
+
+class Cap(Record):
+    """A subtree whose access can never exceed `access`, whatever rule matches."""
+
+    __slots__ = ("path", "access", "rule")
+
+
+class Decision(Record):
+    __slots__ = ("path", "access", "rule", "private", "note")
+    _defaults = {"private": False, "note": None}
+
+
+class GlobRule(Record):
+    """A glob as configured, with what it matched when the run started."""
+
+    __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "matches")
+
+    def matches_path(self, path: str) -> bool:
+        from .globs import compile_pattern
+
+        if not is_within(path, self.root) or path == self.root:
+            return False
+        relative = os.path.relpath(path, self.root)
+        return compile_pattern(self.pattern).fullmatch(relative) is not None
+
+
+def _wins(candidate: PathRule, current: PathRule) -> bool:
+    if candidate.tier != current.tier:
+        return candidate.tier > current.tier
+    return TIE_ORDER[candidate.access] > TIE_ORDER[current.access]
+
+
+class FilesystemPolicy:
+    """The resolved filesystem rules of one run. Immutable after construction."""
+
+    __slots__ = ("rules", "index", "caps", "globs", "protected", "_frozen")
+
+    def __init__(self, rules, caps=(), globs=(), protected=()):
+        index: dict[str, PathRule] = {}
+        for rule in rules:
+            current = index.get(rule.path)
+            if current is None or _wins(rule, current):
+                index[rule.path] = rule
+        object.__setattr__(self, "rules", tuple(rules))
+        object.__setattr__(self, "index", index)
+        object.__setattr__(self, "caps", tuple(caps))
+        object.__setattr__(self, "globs", tuple(globs))
+        object.__setattr__(self, "protected", tuple(protected))
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("FilesystemPolicy is immutable")
+
+    def access(self, path: str) -> Decision:
+        """The access `path` gets, with the rule that decided it."""
+        path = canonical(path)
+        return self.decide_canonical(path)
+
+    def decide_canonical(self, path: str) -> Decision:
+        decision = None
+        for candidate in ancestors(path):
+            rule = self.index.get(candidate)
+            if rule is not None:
+                decision = Decision(path, rule.access, rule, private=rule.private)
+                break
+        if decision is None:
+            decision = Decision(path, NONE, None, note="no rule covers this path")
+        for cap in self.caps:
+            if is_within(path, cap.path) and RANK[cap.access] < RANK[decision.access]:
+                decision = Decision(path, cap.access, cap.rule, private=False)
+        return decision
+
+    def winning_rules(self):
+        """The rule that decides at each rule path, shallowest first."""
+        return [self.index[path] for path in sorted(self.index, key=lambda p: (p.count("/"), p))]
+
+    def glob_note(self, path: str) -> str | None:
+        path = canonical(path)
+        for glob in self.globs:
+            if glob.matches_path(path) and path not in self.index:
+                return (f"glob {glob.label} matches this path, but globs cover only the files "
+                        "present when the run starts; this file was not there")
+        return None

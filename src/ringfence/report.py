@@ -1,0 +1,176 @@
+"""`status` and `explain`: the resolved policy, rule by rule, for people and machines."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .policy.filesystem import NONE
+
+
+def _decision_word(decision) -> str:
+    return "private" if decision.private else decision.access
+
+
+def _backend(policy) -> dict:
+    if not policy.sandboxed:
+        return {"name": "none", "detail": "danger-full-access: no sandbox"}
+    from .errors import RingfenceError
+    from .linux.bwrap import locate_bwrap
+    from .state import state_dir
+
+    try:
+        bwrap = locate_bwrap(untrusted_roots=policy.project_roots,
+                             cache_dir=os.path.join(state_dir(policy.home), "cache"))
+    except RingfenceError as exc:
+        return {"name": "bwrap", "error": str(exc)}
+    return {"name": "bwrap", "path": bwrap.path, "version": ".".join(map(str, bwrap.version)),
+            "origin": bwrap.origin}
+
+
+def status_data(policy) -> dict:
+    fs = policy.filesystem
+    env = policy.environment.apply(os.environ)
+    data = {
+        "profile": policy.profile,
+        "chosen_by": policy.profile_origin,
+        "sandboxed": policy.sandboxed,
+        "cwd": policy.cwd,
+        "project_roots": list(policy.project_roots),
+        "project_trusted": policy.project_trusted,
+        "config_files": list(policy.sources),
+        "ignored_keys": list(policy.ignored_keys),
+        "backend": _backend(policy),
+        "network": {"mode": policy.network.mode, "rule": policy.network.origin,
+                    "domains": [list(d) for d in policy.network.domains]},
+        "filesystem": [
+            {"path": rule.path, "access": "private" if rule.private else fs.decide_canonical(rule.path).access,
+             "rule": rule.label, "origin": rule.origin, "kind": rule.kind}
+            for rule in fs.winning_rules()],
+        "caps": [{"path": cap.path, "max_access": cap.access, "rule": cap.rule.label} for cap in fs.caps],
+        "protected": [{"path": path, "kind": kind, "exists": exists, "rule": label}
+                      for path, kind, exists, label in fs.protected],
+        "globs": [{"root": g.root, "pattern": g.pattern, "access": g.access, "rule": g.label,
+                   "origin": g.origin, "matched_at_start": len(g.matches), "max_depth": g.max_depth}
+                  for g in fs.globs],
+        "globs_cover": "files present when the run starts; files created later are not covered",
+        "environment": {"inherit": policy.environment.inherit,
+                        "default_excludes": not policy.environment.ignore_default_excludes,
+                        "dropped": [{"name": name, "reason": reason} for name, reason in env.dropped],
+                        "set_by_ringfence": [name for name, _ in policy.environment.added]},
+        "approval_policy": policy.approval_policy,
+        "command_rules": [{"prefix": " ".join(r.prefix), "decision": r.decision, "origin": r.origin}
+                          for r in policy.commands.rules],
+        "builtin_protections": [{"protection": what, "opt_out": how} for what, how in policy.builtins],
+    }
+    return data
+
+
+def status(policy, *, as_json: bool) -> int:
+    data = status_data(policy)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return 0
+    out = []
+    add = out.append
+    add(f"profile        {data['profile']}   (chosen by {data['chosen_by']})")
+    backend = data["backend"]
+    if "error" in backend:
+        add(f"backend        bwrap: UNAVAILABLE: {backend['error']}")
+    elif backend["name"] == "none":
+        add("backend        NONE: danger-full-access runs commands without a sandbox")
+    else:
+        add(f"backend        bwrap {backend['version']} ({backend['origin']}: {backend['path']})")
+    trust = "trusted" if data["project_trusted"] else "untrusted: its config may only tighten"
+    add(f"project root   {', '.join(data['project_roots'])} ({trust})")
+    add(f"config files   {', '.join(data['config_files']) or '(none)'}")
+    network = data["network"]
+    words = {"off": "off: own network namespace, loopback only", "full": "full: the host's network",
+             "limited": "limited to listed domains (needs the egress proxy; refused in this version)"}
+    add(f"network        {words[network['mode']]}   [{network['rule']}]")
+    add("")
+    add("filesystem (the most specific rule decides; access shown after caps)")
+    for row in data["filesystem"]:
+        add(f"  {row['access']:<8} {row['path']:<44} {row['rule']}  [{row['origin']}]")
+    add("caps (a subtree never gets more than this)")
+    for cap in data["caps"]:
+        add(f"  {cap['max_access']:<8} {cap['path']:<44} {cap['rule']}")
+    if data["protected"]:
+        missing = [p["path"] for p in data["protected"] if not p["exists"]]
+        if missing:
+            add("  missing protected names get an empty read-only placeholder while a run lasts: "
+                + ", ".join(os.path.basename(p) for p in missing))
+    if data["globs"]:
+        add(f"globs (cover {data['globs_cover']})")
+        for glob in data["globs"]:
+            add(f"  {glob['access']:<8} {glob['root']}/{glob['pattern']:<30} {glob['matched_at_start']} "
+                f"match(es)  {glob['rule']}")
+    env = data["environment"]
+    add("")
+    add(f"environment    inherit {env['inherit']}; default excludes (*KEY* *SECRET* *TOKEN*) "
+        f"{'on' if env['default_excludes'] else 'OFF'}")
+    if env["dropped"]:
+        add("  dropped (names only): " + ", ".join(f"{d['name']} ({d['reason']})" for d in env["dropped"]))
+    add("  set by ringfence: " + ", ".join(env["set_by_ringfence"]))
+    add(f"approval       {data['approval_policy']}")
+    if data["command_rules"]:
+        add("command rules  " + "; ".join(f"{r['prefix']} -> {r['decision']}" for r in data["command_rules"]))
+    add("")
+    add("built-in protections in force (and how to opt out)")
+    for row in data["builtin_protections"]:
+        add(f"  {row['protection']:<58} opt out: {row['opt_out']}")
+    if data["ignored_keys"]:
+        add("")
+        add("ignored keys (Codex settings with no meaning for the sandbox): "
+            + ", ".join(data["ignored_keys"]))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def explain_data(policy, path: str) -> dict:
+    absolute = os.path.abspath(os.path.expanduser(path))
+    decision = policy.filesystem.access(absolute)
+    rule = decision.rule
+    data = {"path": absolute, "canonical": decision.path, "access": _decision_word(decision),
+            "rule": rule.label if rule else None, "origin": rule.origin if rule else None,
+            "kind": rule.kind if rule else None, "note": decision.note}
+    notes = []
+    if not policy.sandboxed:
+        notes.append("danger-full-access: nothing is enforced")
+    if decision.path != absolute:
+        notes.append(f"reached through a symlink; rules apply to {decision.path}")
+    if rule is not None and rule.kind == "glob":
+        notes.append("matched by a glob when the run starts; files created later are not covered")
+    glob_note = policy.filesystem.glob_note(absolute)
+    if glob_note:
+        notes.append(glob_note)
+    if decision.private:
+        notes.append("private to each run: a fresh tmpfs, gone afterwards; the host's files here are not "
+                     "visible. Opt out with \":slash_tmp\" = \"write\" or a rule for the path")
+    if rule is not None and rule.kind == "credentials" and decision.access == NONE:
+        notes.append(f'to allow it, add "{path}" = "read" to the profile\'s filesystem table, or turn the '
+                     "layer off with [protection] credentials = false")
+    if rule is not None and rule.kind == "protected":
+        notes.append("protected metadata: read-only, and not creatable when missing")
+    data["notes"] = notes
+    return data
+
+
+def explain(policy, paths, *, as_json: bool) -> int:
+    rows = [explain_data(policy, path) for path in paths]
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(rows if len(rows) > 1 else rows[0], indent=2) + "\n")
+        return 0
+    for row in rows:
+        sys.stdout.write(f"{row['path']}: {row['access']}\n")
+        if row["rule"]:
+            sys.stdout.write(f"  rule:   {row['rule']}  [{row['origin']}]\n")
+        elif row["note"]:
+            sys.stdout.write(f"  rule:   none ({row['note']})\n")
+        for note in row["notes"]:
+            sys.stdout.write(f"  note:   {note}\n")
+    return 0

@@ -1,0 +1,123 @@
+"""The Python API: `load_policy` and `Sandbox(policy).run(...)`."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import CommandRefused, PolicyError
+from .events import EventLog
+from .policy.commands import FORBIDDEN
+
+_SHIM_NAME = "setsid"
+
+
+def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode: str | None = None,
+                permissions: str | None = None, config_files=(), overrides=(), read_user_config: bool = True,
+                env: dict | None = None):
+    """Build the Policy for `cwd` from the configuration layers.
+
+    `sandbox_mode` and `permissions` act like the `--sandbox` and `-P` flags;
+    `overrides` like `-c key=value`; `config_files` like `--config FILE`.
+    """
+    from .config import load_config
+    from .errors import ConfigError
+    from .policy import build_policy
+
+    source_env = os.environ if env is None else env
+    cwd = os.path.abspath(cwd or os.getcwd())
+    home = home or source_env.get("HOME") or os.path.expanduser("~")
+    if sandbox_mode and permissions:
+        raise ConfigError("command-line flags", "", "--sandbox and -P choose the same thing; give one")
+    flags = {}
+    if sandbox_mode:
+        flags["sandbox_mode"] = sandbox_mode
+    if permissions:
+        flags["default_permissions"] = permissions
+    config = load_config(cwd=cwd, home=home, config_files=config_files, overrides=overrides, flags=flags,
+                         read_user_config=read_user_config)
+    policy = build_policy(config, env=source_env)
+    if config.has_layer("project") and not config.project_trusted:
+        from .policy.compare import widenings
+
+        without = build_policy(config.without("project"), env=source_env)
+        problems = widenings(without, policy, source_env)
+        if problems:
+            project_file = next(layer.source for layer in config.layers if layer.name == "project")
+            raise ConfigError(project_file, "", "this project's configuration would loosen the sandbox: "
+                              + "; ".join(problems),
+                              hint=f'trust the project in ~/.ringfence/config.toml: [projects."{config.project_root}"] '
+                                   'trust_level = "trusted", or remove the loosening keys')
+    return policy
+
+
+def _find_shim(env: dict, filesystem) -> str | None:
+    for directory in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(directory, _SHIM_NAME)
+        if os.path.isabs(candidate) and os.access(candidate, os.X_OK):
+            if filesystem.access(candidate).access != "none":
+                return candidate
+    for candidate in ("/usr/bin/setsid", "/bin/setsid"):
+        if os.access(candidate, os.X_OK) and filesystem.access(candidate).access != "none":
+            return candidate
+    return None
+
+
+class Sandbox:
+    """Runs commands under one policy.
+
+    >>> outcome = Sandbox(load_policy("/path/to/project")).run(["pytest"], capture_output=True)
+    >>> outcome.exit_code, outcome.stdout
+    """
+
+    def __init__(self, policy=None, **load_options):
+        self.policy = policy if policy is not None else load_policy(**load_options)
+
+    def check(self, command):
+        """The command-rule decision for `command`, without running it."""
+        return self.policy.commands.decide(list(command))
+
+    def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
+            stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
+            tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
+            events: EventLog | None = None):
+        from .launcher.run import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
+
+        command = [str(part) for part in command]
+        if not command:
+            raise ValueError("empty command")
+        policy = self.policy
+        events = events or EventLog(path=events_path)
+        cwd = os.path.abspath(cwd or policy.cwd)
+        decision = policy.commands.decide(command)
+        if decision.decision == FORBIDDEN:
+            events.emit("run.refused", argv=command, rule=decision.rule.label, origin=decision.rule.origin)
+            raise CommandRefused(f"refused by command rule {decision.rule.label} ({decision.rule.origin})",
+                                 hint="remove or change the rule to run this command")
+        source_env = os.environ if env is None else env
+        env_result = policy.environment.apply(source_env)
+        if input is not None:
+            stdin_mode = PIPE
+        elif stdin is not None:
+            stdin_mode = stdin
+        else:
+            stdin_mode = DEVNULL if capture_output else INHERIT
+        output_mode = CAPTURE if capture_output else INHERIT
+        io = IOSpec(stdin_mode, input, output_mode, output_mode, tty, tuple(pass_fds))
+        if not policy.sandboxed:
+            from .launcher.unsandboxed import run_unsandboxed
+
+            return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
+                                   events=events)
+        if policy.network.mode == "limited":
+            raise PolicyError(
+                "the profile allows the network only to listed domains, which needs the egress proxy; "
+                "this version has none, and ringfence will not run with a weaker boundary",
+                hint="use network enabled = true without domains (full network), or leave it off")
+        from .launcher.run import run_plan
+        from .linux.plan import plan_linux
+
+        shim = None
+        if tty and os.isatty(0) and (stdin_mode == INHERIT):
+            shim = _find_shim(env_result.env, policy.filesystem)
+        plan = plan_linux(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim)
+        return run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)

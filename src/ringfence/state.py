@@ -1,0 +1,24 @@
+"""Where ringfence keeps its own files, and the guarantee that runs never see them.
+
+Everything here (placeholder journals, the glob scan cache, compiled seccomp
+programs, the empty files used as masks) would let a sandboxed command
+weaken its next run if it could write it, so the policy denies the whole
+directory inside every sandbox, whatever the rules say.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def state_dir(home: str) -> str:
+    override = os.environ.get("RINGFENCE_STATE_DIR")
+    if override:
+        return override
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(home, ".local", "state")
+    return os.path.join(base, "ringfence")
+
+
+def ensure_private_dir(path: str) -> str:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
