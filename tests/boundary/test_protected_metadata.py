@@ -1,0 +1,61 @@
+"""`.git` and the configuration folders stay read-only inside a writable
+workspace, and cannot be created when they are missing."""
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.boundary
+
+
+@pytest.fixture
+def repo(scene):
+    scene.git("init", "-q")
+    scene.write("ws/file.txt", "one\n")
+    scene.git("add", "file.txt")
+    scene.git("commit", "-qm", "first")
+    return scene
+
+
+def test_git_config_cannot_be_written(repo):
+    before = repo.read("ws/.git/config")
+    control = repo.sh("echo '[core] fsmonitor = evil' >> .git/config", sandbox=False)
+    assert repo.read("ws/.git/config") != before, control.stderr
+    repo.write("ws/.git/config", before)
+    repo.sh("echo '[core] fsmonitor = evil' >> .git/config; git config core.fsmonitor evil")
+    assert repo.read("ws/.git/config") == before
+
+
+def test_git_hook_cannot_be_created(repo):
+    control = repo.sh("mkdir -p .git/hooks && echo evil > .git/hooks/pre-commit", sandbox=False)
+    assert repo.exists("ws/.git/hooks/pre-commit"), control.stderr
+    os.unlink(os.path.join(repo.ws, ".git/hooks/pre-commit"))
+    repo.sh("echo evil > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit")
+    assert not repo.exists("ws/.git/hooks/pre-commit")
+
+
+def test_git_directory_cannot_be_replaced(repo):
+    before = repo.read("ws/.git/config")
+    repo.sh("mv .git .git-old; mkdir -p .git && echo evil > .git/config; rm -rf .git-old")
+    assert repo.read("ws/.git/config") == before
+    assert not repo.exists("ws/.git-old")
+
+
+def test_missing_ringfence_folder_cannot_be_created(scene):
+    control = scene.sh("mkdir .ringfence && echo x > .ringfence/config.toml", sandbox=False)
+    assert scene.exists("ws/.ringfence/config.toml"), control.stderr
+    import shutil
+
+    shutil.rmtree(os.path.join(scene.ws, ".ringfence"))
+    result = scene.sh("mkdir -p .ringfence; echo '[permissions]' > .ringfence/config.toml; "
+                      "mkdir .codex/x; echo x > .agents/y")
+    assert not scene.exists("ws/.ringfence"), result.stderr
+    assert not scene.exists("ws/.codex")
+    assert not scene.exists("ws/.agents")
+
+
+def test_git_status_and_diff_still_work(repo):
+    repo.write("ws/file.txt", "two\n")
+    result = repo.sh("git status --short && git diff --stat")
+    assert result.returncode == 0, result.stderr
+    assert "file.txt" in result.stdout

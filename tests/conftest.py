@@ -1,0 +1,31 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import Scene, bwrap_problem, check_user_can_run_ringfence, must_have, test_users  # noqa: E402
+
+_BWRAP = {}
+
+
+@pytest.fixture(scope="session")
+def sandbox_available():
+    if "problem" not in _BWRAP:
+        _BWRAP["problem"] = bwrap_problem()
+    must_have(_BWRAP["problem"] is None, f"bubblewrap: {_BWRAP['problem']}")
+
+
+@pytest.fixture(params=test_users(), ids=lambda user: user.name)
+def user(request):
+    check_user_can_run_ringfence(request.param)
+    return request.param
+
+
+@pytest.fixture
+def scene(user, sandbox_available):
+    world = Scene(user)
+    yield world
+    world.cleanup()
