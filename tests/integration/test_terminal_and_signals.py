@@ -1,0 +1,175 @@
+"""A terminal passes through (through a private pty), and so do Ctrl-C and SIGTERM."""
+
+import fcntl
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+class Terminal:
+    """ringfence started on a pseudo-terminal we control, as a user at a shell would."""
+
+    def __init__(self, scene, argv, rows=24, cols=80):
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
+                                                    "extra_groups": []}
+        self.process = subprocess.Popen([sys.executable, "-m", "ringfence", "run", "--", *argv],
+                                        cwd=scene.ws, env=scene.env(), stdin=slave, stdout=slave, stderr=slave,
+                                        start_new_session=True, **kwargs)
+        os.close(slave)
+        self.output = b""
+
+    def expect(self, text: str, timeout=20):
+        deadline = time.time() + timeout
+        while text.encode() not in self.output:
+            remaining = deadline - time.time()
+            assert remaining > 0, f"did not see {text!r}; output so far: {self.output!r}"
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                self.output += chunk
+        assert text.encode() in self.output, f"did not see {text!r}; output: {self.output!r}"
+
+    def send(self, data: bytes):
+        os.write(self.master, data)
+
+    def wait(self, timeout=20):
+        deadline = time.time() + timeout
+        while self.process.poll() is None and time.time() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.output += os.read(self.master, 4096)
+                except OSError:
+                    pass
+        return self.process.wait(timeout=1)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(scene):
+    opened = []
+
+    def start(argv, **kwargs):
+        term = Terminal(scene, argv, **kwargs)
+        opened.append(term)
+        return term
+
+    yield start
+    for term in opened:
+        term.close()
+
+
+def test_interactive_program_works(scene, terminal):
+    scene.write("ws/ask.py", "import os\nprint('tty', os.isatty(0), flush=True)\n"
+                             "name = input('name? ')\nprint('hello', name, flush=True)\n")
+    term = terminal(["python3", "ask.py"])
+    term.expect("name? ")
+    term.send(b"world\r")
+    term.expect("hello world")
+    assert term.wait() == 0
+    assert b"tty True" in term.output
+
+
+def test_controlling_terminal_and_window_size(scene, terminal):
+    scene.write("ws/tty.py", "import os, shutil\n"
+                             "open('/dev/tty', 'w').write('via-dev-tty\\n')\n"
+                             "print('size', os.get_terminal_size(0).lines, os.get_terminal_size(0).columns)\n")
+    term = terminal(["python3", "tty.py"], rows=33, cols=101)
+    term.expect("via-dev-tty")
+    term.expect("size 33 101")
+    assert term.wait() == 0
+
+
+def test_ctrl_c_reaches_the_program(scene, terminal):
+    scene.write("ws/wait.py", "import sys, time\ntry:\n    print('ready', flush=True)\n    time.sleep(60)\n"
+                              "except KeyboardInterrupt:\n    print('caught', flush=True)\n    sys.exit(7)\n")
+    term = terminal(["python3", "wait.py"])
+    term.expect("ready")
+    time.sleep(0.3)
+    term.send(b"\x03")
+    term.expect("caught")
+    assert term.wait() == 7
+
+
+def test_the_sandbox_cannot_inject_into_the_users_terminal(scene, terminal):
+    """TIOCSTI from inside must not push keystrokes into the terminal ringfence runs on."""
+    scene.write("ws/inject.py", "import fcntl, termios\n"
+                                "for fd in (0, 1, 2):\n"
+                                "    try:\n"
+                                "        for ch in b'touch INJECTED\\n':\n"
+                                "            fcntl.ioctl(fd, termios.TIOCSTI, bytes([ch]))\n"
+                                "    except OSError as e:\n"
+                                "        print('refused', e.errno, flush=True)\n")
+    term = terminal(["python3", "inject.py"])
+    term.wait()
+    # Whatever was injected could only reach the sandbox's own pty, which nobody reads as a shell.
+    assert not scene.exists("ws/INJECTED")
+    assert b"touch INJECTED" not in term.output.replace(b"refused", b"")
+
+
+def _start_plain(scene, script):
+    kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
+                                                "extra_groups": []}
+    return subprocess.Popen([sys.executable, "-m", "ringfence", "run", "--no-tty", "--", "python3", "-c", script],
+                            cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+
+
+SIGNAL_SCRIPT = ("import signal, sys, time\n"
+                 "def stop(n, f):\n    open('got', 'w').write(str(n))\n    sys.exit(5)\n"
+                 "signal.signal(signal.SIGTERM, stop)\nsignal.signal(signal.SIGINT, stop)\n"
+                 "open('ready', 'w').close()\ntime.sleep(60)\n")
+
+
+def _wait_for(scene, name, timeout=20):
+    deadline = time.time() + timeout
+    while not scene.exists(f"ws/{name}"):
+        assert time.time() < deadline, f"{name} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signals_to_ringfence_reach_the_command(scene, signum):
+    process = _start_plain(scene, SIGNAL_SCRIPT)
+    _wait_for(scene, "ready")
+    process.send_signal(signum)
+    process.wait(timeout=20)
+    assert scene.read("ws/got") == str(int(signum))
+    assert process.returncode == 5
+
+
+def test_second_interrupt_kills_everything(scene):
+    stubborn = ("import signal, subprocess, time\n"
+                "signal.signal(signal.SIGINT, signal.SIG_IGN)\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                "subprocess.Popen(['sh', '-c', 'trap \"\" TERM INT; sleep 60; echo survived > survived'])\n"
+                "open('ready', 'w').close()\ntime.sleep(60)\n")
+    process = _start_plain(scene, stubborn)
+    _wait_for(scene, "ready")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=20)
+    assert process.returncode == 130
+    time.sleep(0.5)
+    assert not scene.exists("ws/survived")
