@@ -26,6 +26,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(REPO, "src")
 IN_CI = bool(os.environ.get("CI"))
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Inside the sandbox, `python3` is the interpreter running the tests, so that
+# what the suite needs (venv, pip) is what CI installed.
+TEST_PATH = os.path.dirname(sys.executable) + ":" + SYSTEM_PATH
 
 
 def must_have(condition: bool, why: str):
@@ -170,7 +173,7 @@ class Scene:
     # --- running --------------------------------------------------------------------
 
     def env(self) -> dict:
-        env = {"HOME": self.home, "PATH": SYSTEM_PATH, "PYTHONPATH": SRC, "LANG": "C.UTF-8",
+        env = {"HOME": self.home, "PATH": TEST_PATH, "PYTHONPATH": SRC, "LANG": "C.UTF-8",
                "USER": self.user.name, "LOGNAME": self.user.name, "PYTHONDONTWRITEBYTECODE": "1",
                "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}

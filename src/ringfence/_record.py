@@ -12,6 +12,20 @@ from __future__ import annotations
 class Record:
     __slots__ = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        fields = cls.__dict__.get("__slots__", ())
+        if not fields:
+            return
+        defaults = cls.__dict__.get("_defaults", {})
+        # A generated __init__ is several times faster than the generic one
+        # below, and policies hold thousands of rules.
+        params = ", ".join(f"{name}=_d[{name!r}]" if name in defaults else name for name in fields)
+        body = "\n".join(f"    _set(self, {name!r}, {name})" for name in fields)
+        namespace = {"_set": object.__setattr__, "_d": defaults}
+        exec(f"def __init__(self, {params}):\n{body}\n", namespace)
+        cls.__init__ = namespace["__init__"]
+
     def __init__(self, *args, **kwargs):
         fields = self.__slots__
         if len(args) > len(fields):

@@ -39,7 +39,14 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     if config.has_layer("project") and not config.project_trusted:
         from .policy.compare import widenings
 
-        without = build_policy(config.without("project"), env=source_env)
+        baseline = config.without("project")
+        chosen = config.get("default_permissions")
+        profiles = baseline.get("permissions") or {}
+        if chosen is not None and chosen.value not in profiles and not chosen.value.startswith(":"):
+            # The profile exists only in the project: measure it against what the
+            # user would get without both the project and that choice.
+            baseline = baseline.without_setting("default_permissions")
+        without = build_policy(baseline, env=source_env)
         problems = widenings(without, policy, source_env)
         if problems:
             project_file = next(layer.source for layer in config.layers if layer.name == "project")

@@ -34,12 +34,28 @@ def test_protected_repository_is_readable_but_not_committable(scene):
     assert scene.git("rev-parse", "HEAD").stdout == head
 
 
+def _write_wheel(path: str):
+    """A minimal pure-Python wheel: pip installs it without building anything,
+    so the test needs no network and no build backend inside the sandbox."""
+    import zipfile
+
+    files = {
+        "localpkg/__init__.py": "VALUE = 42\n",
+        "localpkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: localpkg\nVersion: 1.0\n",
+        "localpkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                        "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{name},,\n" for name in files) + "localpkg-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+        wheel.writestr("localpkg-1.0.dist-info/RECORD", record)
+
+
 def test_python_and_a_venv_with_pip_install(scene):
-    scene.write("ws/pkg/pyproject.toml", '[build-system]\nrequires = ["setuptools"]\n'
-                'build-backend = "setuptools.build_meta"\n[project]\nname = "localpkg"\nversion = "1.0"\n')
-    scene.write("ws/pkg/localpkg/__init__.py", "VALUE = 42\n")
-    script = ("python3 -m venv --system-site-packages venv && "
-              "venv/bin/python -m pip install -q --no-index --no-build-isolation ./pkg && "
+    _write_wheel(scene.write("ws/localpkg-1.0-py3-none-any.whl"))
+    script = ("python3 -m venv venv && "
+              "venv/bin/python -m pip install -q --no-index ./localpkg-1.0-py3-none-any.whl && "
               "venv/bin/python -c 'import localpkg; print(localpkg.VALUE)' > value.txt")
     result = scene.sh(script, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -37,7 +37,7 @@ class Config:
         self.project_trusted = project_trusted
         self.cwd = cwd
         self.home = home
-        self.merged = merge([layer.tree for layer in layers])
+        self.merged = _merge_with_codex_profile(layers)
 
     def get(self, *path):
         node = self.merged
@@ -55,6 +55,11 @@ class Config:
         kept = [layer for layer in self.layers if layer.name != layer_name]
         return Config(kept, self.project_root, self.project_trusted, self.cwd, self.home)
 
+    def without_setting(self, key: str) -> "Config":
+        """The same layers with a top-level key removed from every one of them."""
+        kept = [layer.replace(tree={k: v for k, v in layer.tree.items() if k != key}) for layer in self.layers]
+        return Config(kept, self.project_root, self.project_trusted, self.cwd, self.home)
+
     def has_layer(self, layer_name: str) -> bool:
         return any(layer.name == layer_name for layer in self.layers)
 
@@ -65,6 +70,28 @@ class Config:
     @property
     def ignored(self) -> list[str]:
         return [f"{layer.source}: {key}" for layer in self.layers for key in layer.ignored]
+
+
+COMMAND_LINE_LAYERS = ("override", "flags")
+
+
+def _merge_with_codex_profile(layers) -> dict:
+    """Merge the layers; a Codex `profile = NAME` lays `[profiles.NAME]` over the
+    file layers, and the command line still wins over both."""
+    everything = merge([layer.tree for layer in layers])
+    chosen = everything.get("profile")
+    if chosen is None:
+        return everything
+    table = (everything.get("profiles") or {}).get(chosen.value)
+    if table is None:
+        available = ", ".join(sorted(everything.get("profiles") or {})) or "(none defined)"
+        raise ConfigError(chosen.source, chosen.key, f'no [profiles.{chosen.value}] table', accepted=available)
+    merged = merge([layer.tree for layer in layers if layer.name not in COMMAND_LINE_LAYERS])
+    _merge_into(merged, table)
+    for layer in layers:
+        if layer.name in COMMAND_LINE_LAYERS:
+            _merge_into(merged, layer.tree)
+    return merged
 
 
 def merge(trees: list) -> dict:
@@ -158,13 +185,13 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
         tree, ignored = validate_layer(raw, source, allow_trust=allow_trust)
         layers.append(Layer(name, source, tree, tuple(ignored)))
 
+    user_file = os.path.join(user_config_dir(home), "config.toml")
     if read_user_config:
-        user_file = os.path.join(user_config_dir(home), "config.toml")
         if os.path.exists(user_file):
             add("user", user_file, _read_toml(user_file), True)
     late: list[tuple] = []
     for path in config_files:
-        path = os.path.abspath(os.path.expanduser(path))
+        path = os.path.abspath(expand_home(path, home))
         if not os.path.isfile(path):
             raise ConfigError(path, "", "no such file", hint="check the path given to --config")
         late.append(("config-file", path, _read_toml(path), True))
@@ -188,11 +215,19 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
     trusted = _is_trusted(probe, project_root, home)
 
     project_file = os.path.join(project_root, ".ringfence", "config.toml")
-    if os.path.isfile(project_file):
+    # Working in $HOME, the project's .ringfence is the user's own: read it once.
+    if os.path.isfile(project_file) and not _same_file(project_file, user_file):
         add("project", project_file, _read_toml(project_file), False)
     for name, source, raw, allow_trust in late:
         add(name, source, raw, allow_trust)
     return Config(layers, project_root, trusted, cwd, home)
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _is_trusted(tree: dict, project_root: str, home: str) -> bool:

@@ -56,6 +56,40 @@ def _tty_fds(io: IOSpec) -> list[int]:
     return ttys
 
 
+def _helper_payload(plan) -> bytes:
+    fields = [str(os.getuid()).encode(), str(os.getgid()).encode(), os.fsencode(plan.helper_source)]
+    fields += [os.fsencode(path) for path in plan.helper_masks] + [b""]
+    fields += [os.fsencode(arg) for arg in plan.full_command]
+    return b"\0".join(fields)
+
+
+def _feed(fd: int, data: bytes):
+    """Write `data` to a pipe from a thread, since it may exceed the pipe buffer."""
+    import threading
+
+    def write():
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread
+
+
+def _read_available(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return b""
+
+
 class _Handlers:
     """Forward terminating signals (and window changes) to the supervisor."""
 
@@ -131,7 +165,17 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
                     network="isolated" if plan.network_isolated else "host",
                     mounts=len(plan.mounts.steps), masks=plan.mounts.count("mask-file"),
                     env_dropped=sorted({name for name, _reason in plan.dropped_env}))
+        report_read = None
+        feeder = None
+        if plan.helper_masks:
+            list_read, list_write = os.pipe()
+            report_read, report_write = os.pipe()
+            to_close += [list_read, report_write]
+            child_fds[5] = list_read
+            child_fds[6] = report_write
         pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
+        if plan.helper_masks:
+            feeder = _feed(list_write, _helper_payload(plan))
         for fd in to_close:
             os.close(fd)
         to_close.clear()
@@ -145,7 +189,17 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
         if pty_input is not None:
             raw = RawMode(pty_input).__enter__()
         result = supervisor.run()
+        if feeder is not None:
+            feeder.join()
         os.close(status_read)
+        if report_read is not None:
+            report = _read_available(report_read)
+            os.close(report_read)
+            if not report.startswith(b"R"):
+                raise BackendUnavailable("the mask helper could not prepare the sandbox: "
+                                         + (report[1:].decode(errors="replace") or "it did not start"),
+                                         hint="run `ringfence status` to see the masks; deny a directory "
+                                              "instead of many files")
         for fd in (stdout_fd, stderr_fd):
             if fd is not None:
                 os.close(fd)

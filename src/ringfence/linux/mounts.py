@@ -75,6 +75,14 @@ def build_mount_plan(filesystem) -> MountPlan:
             interesting.discard(path)
 
     ordered = sorted(interesting, key=lambda p: (depth(p), p))
+    # Directories with something visible below them need a traversable mask.
+    reopened_above = set()
+    for path in ordered:
+        if decide(path).access != NONE:
+            parent = os.path.dirname(path)
+            while parent not in reopened_above and parent != "/":
+                reopened_above.add(parent)
+                parent = os.path.dirname(parent)
     placeholders = []
     late: list[MountStep] = []
     for path in ordered:
@@ -90,7 +98,7 @@ def build_mount_plan(filesystem) -> MountPlan:
             continue
         if here.access == NONE:
             if on_disk == "dir":
-                reopened = any(is_within(p, path) and p != path and decide(p).access != NONE for p in ordered)
+                reopened = path in reopened_above
                 steps.append(MountStep(MASK_DIR, path, mode=0o111 if reopened else 0o000, reason=reason))
                 late.append(MountStep(REMOUNT_RO, path, reason=reason))
             elif on_disk == "file":

@@ -10,7 +10,12 @@ from ..policy.filesystem import NONE
 from ..state import state_dir
 from . import seccomp
 from .bwrap import bwrap_argv, locate_bwrap
-from .mounts import build_mount_plan
+from .mounts import MASK_FILE, build_mount_plan
+
+# Above this many file masks, bwrap's own binds (each re-reading the mount
+# table) cost more than starting the mask helper (about 15 ms).
+MASK_HELPER_THRESHOLD = 48
+MASK_HELPER = os.path.join(os.path.dirname(__file__), "maskhelper.py")
 
 
 class LinuxPlan(Record):
@@ -19,7 +24,8 @@ class LinuxPlan(Record):
     paths to create before start; `mask_file` the empty file masks bind."""
 
     __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
-                 "mask_file", "placeholders", "state", "dropped_env")
+                 "mask_file", "placeholders", "state", "dropped_env", "helper_masks", "helper_source",
+                 "full_command")
 
 
 def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
@@ -67,7 +73,32 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     program = seccomp.program(cache)
     mask_file = os.path.join(state, "mask", "empty")
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
+    masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]
+    helper_masks, helper_source, helper_command = (), None, ()
+    if len(masks) > MASK_HELPER_THRESHOLD:
+        helper_source, helper_masks = masks[0], tuple(masks[1:])
+        helper_command = _helper_command(filesystem)
     argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
-                      command=full_command, mask_file=mask_file)
+                      command=full_command, mask_file=mask_file, helper_masks=helper_masks,
+                      helper_command=helper_command)
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
-                     mask_file, mounts.placeholders, state, env_result.dropped)
+                     mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
+                     full_command)
+
+
+def _helper_command(filesystem) -> list[str]:
+    """The mask helper runs on this Python inside the sandbox, so the policy must let it be read."""
+    import sys
+
+    interpreter = os.path.realpath(sys.executable)
+    needed = [interpreter, os.path.realpath(MASK_HELPER), os.path.realpath(os.path.dirname(os.__file__))]
+    for path in needed:
+        decision = filesystem.access(path)
+        if decision.access == NONE:
+            rule = decision.rule.describe() if decision.rule else decision.note
+            raise PolicyError(
+                f"{MASK_HELPER_THRESHOLD}+ files are masked, which needs the mask helper, but {path} is not "
+                f"visible in this sandbox ({rule})",
+                hint=f"allow reading {os.path.dirname(path)}, or deny the directories holding the files "
+                     "instead of each file")
+    return [interpreter, "-I", "-S", MASK_HELPER]

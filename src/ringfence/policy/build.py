@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError, PolicyError
-from ..paths import canonical, expand_home, is_within, symlink_components
+from ..paths import ancestors, canonical, expand_home, is_within, symlink_components
 from ..state import state_dir
 from . import Policy
 from .commands import ALLOW, FORBIDDEN, CommandRule, CommandRules
@@ -62,7 +62,11 @@ def _builtin_profile(name: str, config) -> tuple[dict, dict]:
 
     origin = f"built-in profile {name}"
     if name == ":read-only":
-        return {":root": Setting(READ, origin, ":root")}, {}
+        # The project is named explicitly so that it stays visible even under
+        # the private /tmp (a project in /tmp would otherwise vanish).
+        return {":root": Setting(READ, origin, ":root"),
+                ":project_roots": Setting({".": Setting(READ, origin, ':project_roots."."')}, origin,
+                                          ":project_roots")}, {}
     if name == ":workspace":
         fs = {":root": Setting(READ, origin, ":root"),
               ":project_roots": Setting({".": Setting(WRITE, origin, ":project_roots.\".\"")}, origin,
@@ -79,14 +83,15 @@ def _builtin_profile(name: str, config) -> tuple[dict, dict]:
     return {":root": Setting(WRITE, origin, ":root")}, {"enabled": Setting(True, origin, "network")}
 
 
-def _resolve_profile(name: str, config, chain=()) -> tuple[dict, dict]:
+def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, dict]:
     if name in BUILTIN_PROFILES:
         return _builtin_profile(name, config)
     profiles = config.get("permissions") or {}
     if name not in profiles:
         available = ", ".join(sorted(list(profiles) + list(BUILTIN_PROFILES)))
-        source = (config.get("default_permissions") or config.get("sandbox_mode"))
-        raise ConfigError(source.source if source else "command line", "default_permissions",
+        source = referrer or config.get("default_permissions") or config.get("sandbox_mode")
+        raise ConfigError(source.source if source else "command line",
+                          source.key if source else "default_permissions",
                           f'no permission profile named "{name}"', accepted=available)
     if name in chain:
         cycle = " -> ".join(chain + (name,))
@@ -96,9 +101,14 @@ def _resolve_profile(name: str, config, chain=()) -> tuple[dict, dict]:
     fs: dict = {}
     network: dict = {}
     if "extends" in table:
-        fs, network = _resolve_profile(table["extends"].value, config, chain + (name,))
+        fs, network = _resolve_profile(table["extends"].value, config, chain + (name,), table["extends"])
         fs, network = dict(fs), dict(network)
     for key, value in (table.get("filesystem") or {}).items():
+        inherited = fs.get(key)
+        if inherited is not None and isinstance(inherited.value, dict) and isinstance(value.value, dict):
+            # A scoped table extends the inherited one: adding a glob under
+            # :project_roots must not drop the parent's "." = "write".
+            value = value.replace(value={**inherited.value, **value.value})
         fs[key] = value
     for key, value in (table.get("network") or {}).items():
         network[key] = value
@@ -182,7 +192,7 @@ def _credential_rules(expander: Expander, enabled: bool):
     return rules, globs
 
 
-def _scan_globs(glob_specs, provisional: FilesystemPolicy):
+def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
@@ -190,17 +200,26 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy):
         excludes = spec[7] if len(spec) > 7 else ()
         groups.setdefault((root, max_depth), []).append((pattern, access, origin, label, tier, excludes))
 
+    reopened_above = set()
+    for path, rule in provisional.index.items():
+        if rule.access != NONE:
+            reopened_above.update(ancestors(os.path.dirname(path)))
+
     def denied_without_exceptions(path):
-        decision = provisional.decide_canonical(path)
-        if decision.access != NONE or decision.rule is None:
+        if path in reopened_above:
             return False
-        return not any(is_within(p, path) and p != path for p in provisional.index)
+        decision = provisional.decide_canonical(path)
+        return decision.access == NONE and decision.rule is not None
 
     rules: list[PathRule] = []
     summaries: list[GlobRule] = []
     for (root, max_depth), entries in groups.items():
         patterns = sorted({entry[0] for entry in entries})
-        matches = scan(root, patterns, max_depth, skip=denied_without_exceptions)
+        # A glob that grants access may re-open something inside a denied
+        # directory, so only groups that only deny may skip denied subtrees.
+        only_denies = all(entry[1] == NONE for entry in entries)
+        matches = scan(root, patterns, max_depth, skip=denied_without_exceptions if only_denies else None,
+                       cache_dir=cache_dir)
         by_pattern: dict = {}
         for match in matches:
             by_pattern.setdefault(match.pattern, []).append(match)
@@ -338,7 +357,7 @@ def build(config, *, env=None) -> Policy:
     tmpdir = env.get("TMPDIR")
     tmpdir = canonical(tmpdir) if tmpdir and os.path.isabs(tmpdir) else None
     expander = Expander(cwd, home, project_roots, tmpdir)
-    approval = config.value("approval_policy", "on-request")
+    approval = config.value("approval_policy", default="on-request")
     commands = _command_rules(config)
     sources = tuple(config.sources)
     ignored = tuple(config.ignored)
@@ -359,7 +378,8 @@ def build(config, *, env=None) -> Policy:
     base_rules = builtin_rules + cred_rules + profile_rules
     provisional = FilesystemPolicy(base_rules)
 
-    glob_rules, glob_summaries = _scan_globs(glob_specs + cred_globs, provisional)
+    glob_rules, glob_summaries = _scan_globs(glob_specs + cred_globs, provisional,
+                                             cache_dir=os.path.join(state_dir(home), "cache"))
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional)

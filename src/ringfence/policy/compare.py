@@ -34,10 +34,28 @@ def widenings(base, candidate, source_env) -> list[str]:
             found.append(f"{path}: {before.access} -> {after.access} by {rule}")
     if NETWORK_RANK[candidate.network.mode] > NETWORK_RANK[base.network.mode]:
         found.append(f"network: {base.network.mode} -> {candidate.network.mode} by {candidate.network.origin}")
+    elif candidate.network.mode == base.network.mode == "limited":
+        found.extend(_allowlist_widenings("domain", base.network.domains, candidate.network.domains))
+        found.extend(_allowlist_widenings("unix socket", base.network.unix_sockets,
+                                          candidate.network.unix_sockets))
     before_env = base.environment.apply(source_env).env
     after_env = candidate.environment.apply(source_env).env
     exposed = sorted(name for name, value in after_env.items()
                      if name in source_env and source_env[name] == value and name not in before_env)
     if exposed:
         found.append("environment: passes through " + ", ".join(exposed))
+    return found
+
+
+def _allowlist_widenings(what, base_rules, candidate_rules) -> list[str]:
+    """An allow the base lacks, or a deny the base had and the candidate drops."""
+    base = {pattern: action for pattern, action, _origin in base_rules}
+    found = []
+    for pattern, action, origin in candidate_rules:
+        if action == "allow" and base.get(pattern) != "allow":
+            found.append(f"network: allows {what} {pattern} by {origin}")
+    candidate = {pattern: action for pattern, action, _origin in candidate_rules}
+    for pattern, action in base.items():
+        if action != "allow" and candidate.get(pattern) != action:
+            found.append(f"network: no longer denies {what} {pattern}")
     return found

@@ -80,7 +80,7 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
-    __slots__ = ("rules", "index", "caps", "globs", "protected", "_frozen")
+    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "_frozen")
 
     def __init__(self, rules, caps=(), globs=(), protected=()):
         index: dict[str, PathRule] = {}
@@ -91,6 +91,12 @@ class FilesystemPolicy:
         object.__setattr__(self, "rules", tuple(rules))
         object.__setattr__(self, "index", index)
         object.__setattr__(self, "caps", tuple(caps))
+        cap_index: dict[str, Cap] = {}
+        for cap in caps:
+            current = cap_index.get(cap.path)
+            if current is None or RANK[cap.access] < RANK[current.access]:
+                cap_index[cap.path] = cap
+        object.__setattr__(self, "cap_index", cap_index)
         object.__setattr__(self, "globs", tuple(globs))
         object.__setattr__(self, "protected", tuple(protected))
         object.__setattr__(self, "_frozen", True)
@@ -104,17 +110,26 @@ class FilesystemPolicy:
         return self.decide_canonical(path)
 
     def decide_canonical(self, path: str) -> Decision:
-        decision = None
-        for candidate in ancestors(path):
-            rule = self.index.get(candidate)
-            if rule is not None:
-                decision = Decision(path, rule.access, rule, private=rule.private)
+        """As `access`, for a path that is already canonical (no I/O at all)."""
+        index, cap_index = self.index, self.cap_index
+        rule = cap = None
+        current = path
+        while True:
+            if rule is None:
+                rule = index.get(current)
+            if cap_index:
+                found = cap_index.get(current)
+                if found is not None and (cap is None or RANK[found.access] < RANK[cap.access]):
+                    cap = found
+            if current == "/":
                 break
-        if decision is None:
-            decision = Decision(path, NONE, None, note="no rule covers this path")
-        for cap in self.caps:
-            if is_within(path, cap.path) and RANK[cap.access] < RANK[decision.access]:
-                decision = Decision(path, cap.access, cap.rule, private=False)
+            current = current.rpartition("/")[0] or "/"
+        if rule is None:
+            decision = Decision(path, NONE, None, False, "no rule covers this path")
+        else:
+            decision = Decision(path, rule.access, rule, rule.kind == "private", None)
+        if cap is not None and RANK[cap.access] < RANK[decision.access]:
+            decision = Decision(path, cap.access, cap.rule, False, None)
         return decision
 
     def winning_rules(self):

@@ -34,7 +34,13 @@ def _segment_regex(segment: str) -> str:
         elif c == "?":
             out.append("[^/]")
         elif c == "[":
-            end = segment.find("]", i + 2 if segment[i + 1:i + 2] in ("!", "]") else i + 1)
+            # A `]` right after `[` or `[!` is a member of the class, not its end.
+            first = i + 1
+            if segment[first:first + 1] == "!":
+                first += 1
+            if segment[first:first + 1] == "]":
+                first += 1
+            end = segment.find("]", first)
             if end == -1:
                 out.append(re.escape(c))
             else:
@@ -93,7 +99,135 @@ class Match:
         self.pattern = pattern
 
 
-def scan(root: str, patterns: list[str], max_depth: int | None, skip=None) -> list[Match]:
+def _name_only(pattern: str):
+    """`**/NAME` patterns match on the entry name alone at any depth, which lets
+    one combined regex test every entry once instead of once per pattern."""
+    body = pattern[3:] if pattern.startswith("**/") else None
+    if body is None or not body.rstrip("/") or "/" in body.rstrip("/") or "**" in body:
+        return None
+    return body.rstrip("/")
+
+
+class _Matcher:
+    def __init__(self, patterns):
+        import re
+
+        self.by_name = []      # (pattern, compiled name regex, dir_only)
+        self.by_path = []      # (pattern, compiled path regex, dir_only)
+        for pattern in patterns:
+            dir_only = pattern.endswith("/")
+            name = _name_only(pattern)
+            if name is not None:
+                self.by_name.append((pattern, re.compile(_segment_regex(name), re.DOTALL), dir_only))
+            else:
+                self.by_path.append((pattern, compile_pattern(pattern), dir_only))
+        combined = "|".join(f"(?:{_segment_regex(_name_only(p))})" for p, _, _ in self.by_name)
+        self.any_name = re.compile(combined, re.DOTALL) if combined else None
+
+    def match(self, name: str, relative: str, is_dir: bool) -> list[str]:
+        """Every pattern the entry matches: each may carry a different access,
+        and the stricter must not be lost to the first."""
+        found = []
+        if self.any_name is not None and self.any_name.fullmatch(name):
+            for pattern, regex, dir_only in self.by_name:
+                if (is_dir or not dir_only) and regex.fullmatch(name):
+                    found.append(pattern)
+        for pattern, regex, dir_only in self.by_path:
+            if (is_dir or not dir_only) and regex.fullmatch(relative):
+                found.append(pattern)
+        return found
+
+
+# Filesystems whose directory ctime changes whenever an entry is added,
+# removed or renamed. Only there may an earlier scan be reused.
+_CTIME_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs", "overlay",
+                      "jfs", "reiserfs", "nilfs2"}
+# A directory changed this close to the previous scan may have changed again
+# within the same timestamp tick; it is always listed afresh.
+_RACY_NS = 2_000_000_000
+
+
+def _filesystem_type(path: str) -> str | None:
+    best, best_type = "", None
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                mount_point = fields[4].replace("\\040", " ")
+                separator = fields.index("-")
+                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) \
+                        and len(mount_point) >= len(best):
+                    best, best_type = mount_point, fields[separator + 1]
+    except (OSError, ValueError, IndexError):
+        return None
+    return best_type
+
+
+class ScanCache:
+    """What an earlier scan found, per directory, trusted while the directory's
+    inode and ctime are unchanged. ctime cannot be set from user space (unlike
+    mtime, which `touch -d` rewinds), so a sandboxed program cannot hide a new
+    file from the next scan by restoring a timestamp."""
+
+    def __init__(self, path: str | None, key):
+        self.path = path
+        self.key = key
+        self.previous_start = 0
+        self.old: dict = {}
+        self.new: dict = {}
+        self.dirty = False
+        if path:
+            try:
+                import marshal
+
+                with open(path, "rb") as handle:
+                    stored = marshal.load(handle)
+                if stored.get("key") == key:
+                    self.old = stored["dirs"]
+                    self.previous_start = stored["start"]
+            except (OSError, EOFError, ValueError, TypeError, KeyError):
+                self.old = {}
+
+    def save(self, start_ns: int):
+        if not self.path or not (self.dirty or len(self.new) != len(self.old)):
+            return
+        import marshal
+
+        try:
+            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+            temporary = f"{self.path}.{os.getpid()}.tmp"
+            with open(temporary, "wb") as handle:
+                marshal.dump({"key": self.key, "start": start_ns, "dirs": self.new}, handle)
+            os.replace(temporary, self.path)
+        except OSError:
+            pass  # without a cache the next scan is only slower
+
+
+def _list_directory(directory, relative_dir, matcher):
+    try:
+        with os.scandir(directory) as entries:
+            listing = list(entries)
+    except OSError as exc:
+        raise PolicyError(
+            f"glob scan failed: cannot list {directory}: {exc.strerror}",
+            hint=f"make it readable, deny it with a rule (\"{directory}\" = \"none\"), "
+                 "or lower glob_scan_max_depth") from None
+    subdirs, matches = [], []
+    for entry in listing:
+        try:
+            is_link = entry.is_symlink()
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError as exc:
+            raise PolicyError(f"glob scan failed at {entry.path}: {exc.strerror}") from None
+        if is_dir and not is_link:
+            subdirs.append(entry.name)
+        target_is_dir = is_dir or (is_link and os.path.isdir(entry.path))
+        for pattern in matcher.match(entry.name, relative_dir + entry.name, target_is_dir):
+            matches.append((entry.name, is_dir, is_link, pattern))
+    return subdirs, matches
+
+
+def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None):
     """Every entry under `root` whose relative path matches one of `patterns`.
 
     Fails closed: a directory that cannot be listed is an error, never a
@@ -101,48 +235,54 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None) -> li
     matching symlink yields its canonical target, since that is what a mask
     must cover. `skip(path)` prunes subtrees the policy already denies.
     """
-    compiled = [(p, compile_pattern(p), p.endswith("/")) for p in patterns]
+    import time
+    import zlib
+
+    start_ns = time.time_ns()
     found: list[Match] = []
     if not os.path.isdir(root):
         return found
+    matcher = _Matcher(sorted(set(patterns)))
+    cache_path = None
+    key = (root, tuple(sorted(set(patterns))), max_depth, 2)
+    if cache_dir and _filesystem_type(root) in _CTIME_FILESYSTEMS:
+        cache_path = os.path.join(cache_dir, f"scan-{zlib.crc32(repr(key).encode()):08x}.bin")
+    cache = ScanCache(cache_path, key)
+    trusted_before = cache.previous_start - _RACY_NS
     stack = [(root, "", 1)]
     while stack:
         directory, relative_dir, depth = stack.pop()
         try:
-            with os.scandir(directory) as entries:
-                listing = list(entries)
+            info = os.lstat(directory)
         except OSError as exc:
-            raise PolicyError(
-                f"glob scan failed: cannot list {directory}: {exc.strerror}",
-                hint=f"make it readable, deny it with a rule (\"{directory}\" = \"none\"), "
-                     "or lower glob_scan_max_depth") from None
-        for entry in listing:
-            relative = relative_dir + entry.name
-            try:
-                is_link = entry.is_symlink()
-                is_dir = entry.is_dir(follow_symlinks=False)
-            except OSError as exc:
-                raise PolicyError(f"glob scan failed at {entry.path}: {exc.strerror}") from None
-            for pattern, regex, dir_only in compiled:
-                if dir_only and not (is_dir or (is_link and os.path.isdir(entry.path))):
+            raise PolicyError(f"glob scan failed: cannot stat {directory}: {exc.strerror}") from None
+        record = cache.old.get(relative_dir)
+        if record is not None and record[0] == info.st_ino and record[1] == info.st_ctime_ns \
+                and info.st_ctime_ns < trusted_before:
+            subdirs, matches = record[2], record[3]
+        else:
+            subdirs, matches = _list_directory(directory, relative_dir, matcher)
+            cache.dirty = True
+        cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
+        for name, is_dir, is_link, pattern in matches:
+            path = os.path.join(directory, name)
+            target_is_dir = is_dir
+            if is_link:
+                path = os.path.realpath(path)
+                if not os.path.exists(path):
                     continue
-                if regex.fullmatch(relative):
-                    path = entry.path
-                    target_is_dir = is_dir
-                    if is_link:
-                        path = os.path.realpath(entry.path)
-                        target_is_dir = os.path.isdir(path)
-                        if not os.path.exists(path):
-                            break
-                    found.append(Match(path, target_is_dir, pattern))
-                    if len(found) > MAX_MATCHES:
-                        raise PolicyError(
-                            f"glob scan under {root} matched more than {MAX_MATCHES} paths",
-                            hint="deny the directory that holds them instead of each file")
-                    break
-            if is_dir and not is_link and (max_depth is None or depth < max_depth):
-                if skip is None or not skip(entry.path):
-                    stack.append((entry.path, relative + "/", depth + 1))
+                target_is_dir = os.path.isdir(path)
+            found.append(Match(path, target_is_dir, pattern))
+            if len(found) > MAX_MATCHES:
+                raise PolicyError(
+                    f"glob scan under {root} matched more than {MAX_MATCHES} paths",
+                    hint="deny the directory that holds them instead of each file")
+        if max_depth is None or depth < max_depth:
+            for name in subdirs:
+                path = os.path.join(directory, name)
+                if skip is None or not skip(path):
+                    stack.append((path, relative_dir + name + "/", depth + 1))
+    cache.save(start_ns)
     return found
 
 

@@ -1,0 +1,191 @@
+"""EnvironmentPolicy.apply: the order of the steps is the whole semantics.
+
+inherit -> default excludes -> exclude -> set -> include_only -> added.
+"""
+
+import pytest
+
+from ringfence.config import load_config
+from ringfence.policy import build_policy
+from ringfence.policy.environment import EnvironmentPolicy
+
+SOURCE = {
+    "PATH": "/usr/bin",
+    "HOME": "/home/u",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C",
+    "TMPDIR": "/tmp/u",
+    "EDITOR": "vi",
+    "AWS_REGION": "eu-west-1",
+    "AWS_SECRET_ACCESS_KEY": "s3cr3t-aws",
+    "GITHUB_TOKEN": "ghp_value",
+    "api_key": "lower-case-value",
+    "MonkeyBusiness": "has-key-inside",
+    "Client_Secret": "mixed-case-value",
+}
+SECRET_VALUES = ("s3cr3t-aws", "ghp_value", "lower-case-value", "has-key-inside", "mixed-case-value")
+
+
+def apply(**fields):
+    return EnvironmentPolicy(**fields).apply(SOURCE)
+
+
+def reasons(result):
+    return dict(result.dropped)
+
+
+def test_inherit_all_keeps_everything_but_the_default_excludes():
+    result = apply(inherit="all")
+    assert result.env == {k: v for k, v in SOURCE.items()
+                          if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "EDITOR", "AWS_REGION")}
+
+
+def test_inherit_core_keeps_only_core_names_and_lc_prefix():
+    result = apply(inherit="core")
+    assert set(result.env) == {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR"}
+    assert reasons(result)["EDITOR"] == "inherit = core"
+    assert reasons(result)["AWS_REGION"] == "inherit = core"
+
+
+def test_inherit_core_is_case_sensitive_about_names():
+    result = EnvironmentPolicy(inherit="core").apply({"path": "/x", "PATH": "/usr/bin", "lc_all": "C"})
+    assert result.env == {"PATH": "/usr/bin"}
+
+
+def test_inherit_none_keeps_nothing():
+    result = apply(inherit="none")
+    assert result.env == {}
+    assert {name for name, _ in result.dropped} == set(SOURCE)
+    assert all(reason == "inherit = none" for _, reason in result.dropped)
+
+
+def test_default_excludes_are_on_by_default_and_case_insensitive():
+    result = apply()
+    dropped = reasons(result)
+    assert dropped["GITHUB_TOKEN"] == "default exclude *TOKEN*"
+    assert dropped["api_key"] == "default exclude *KEY*"
+    assert dropped["MonkeyBusiness"] == "default exclude *KEY*"
+    assert dropped["Client_Secret"] == "default exclude *SECRET*"
+    # The first matching pattern is the one reported, and a name is dropped once.
+    assert dropped["AWS_SECRET_ACCESS_KEY"] == "default exclude *KEY*"
+    assert [name for name, _ in result.dropped].count("AWS_SECRET_ACCESS_KEY") == 1
+
+
+def test_ignore_default_excludes_turns_the_scrub_off():
+    result = apply(ignore_default_excludes=True)
+    assert result.env == SOURCE
+    assert result.dropped == ()
+
+
+def test_exclude_wildcards_are_case_insensitive():
+    result = apply(exclude=("aws_*", "L?NG", "EDITOR"))
+    assert "AWS_REGION" not in result.env
+    assert "LANG" not in result.env
+    assert "EDITOR" not in result.env
+    assert "LC_ALL" in result.env
+    assert reasons(result)["AWS_REGION"] == "exclude aws_*"
+    assert reasons(result)["LANG"] == "exclude L?NG"
+
+
+def test_exclude_applies_after_inherit_and_does_not_resurrect():
+    result = apply(inherit="core", exclude=("PATH",))
+    assert "PATH" not in result.env
+    assert "EDITOR" not in result.env
+
+
+def test_set_comes_after_the_default_excludes():
+    result = apply(set=(("FOO_TOKEN", "from-config"), ("GITHUB_TOKEN", "replacement")))
+    assert result.env["FOO_TOKEN"] == "from-config"
+    assert result.env["GITHUB_TOKEN"] == "replacement"
+
+
+def test_set_comes_after_exclude():
+    result = apply(exclude=("EDITOR",), set=(("EDITOR", "nano"),))
+    assert result.env["EDITOR"] == "nano"
+
+
+def test_set_works_with_inherit_none():
+    result = apply(inherit="none", set=(("ONLY", "1"),))
+    assert result.env == {"ONLY": "1"}
+
+
+def test_include_only_comes_last_and_can_drop_set_variables():
+    result = apply(set=(("FOO_TOKEN", "x"), ("KEEP_ME", "y")), include_only=("PATH", "keep_*"))
+    assert result.env == {"PATH": "/usr/bin", "KEEP_ME": "y"}
+    assert reasons(result)["FOO_TOKEN"] == "not in include_only"
+    assert reasons(result)["HOME"] == "not in include_only"
+
+
+def test_include_only_cannot_bring_back_an_excluded_variable():
+    result = apply(include_only=("GITHUB_TOKEN", "PATH"))
+    assert result.env == {"PATH": "/usr/bin"}
+
+
+def test_added_variables_come_after_everything():
+    added = (("RINGFENCE_SANDBOX", "1"), ("TMPDIR", "/tmp"))
+    result = apply(inherit="none", set=(("RINGFENCE_SANDBOX", "0"),), include_only=("NOTHING",), added=added)
+    assert result.env == {"RINGFENCE_SANDBOX": "1", "TMPDIR": "/tmp"}
+
+
+def test_added_overrides_an_inherited_value():
+    result = apply(added=(("TMPDIR", "/tmp"),))
+    assert result.env["TMPDIR"] == "/tmp"
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"inherit": "core"},
+    {"inherit": "none"},
+    {"exclude": ("*",)},
+    {"include_only": ("PATH",)},
+])
+def test_dropped_holds_names_and_reasons_never_values(fields):
+    result = apply(**fields)
+    assert result.dropped == tuple(sorted(result.dropped))
+    for entry in result.dropped:
+        assert len(entry) == 2
+        name, reason = entry
+        assert name in SOURCE
+        for value in SECRET_VALUES:
+            assert value not in reason
+    assert not set(SECRET_VALUES) & {item for entry in result.dropped for item in entry}
+
+
+def test_source_mapping_is_not_modified():
+    before = dict(SOURCE)
+    apply(inherit="none", set=(("X", "1"),))
+    assert SOURCE == before
+
+
+def test_the_built_policy_scrubs_by_default_and_marks_the_sandbox(tmp_path, monkeypatch):
+    monkeypatch.setenv("RINGFENCE_CONFIG_DIR", str(tmp_path / "userconf"))
+    monkeypatch.setenv("RINGFENCE_STATE_DIR", str(tmp_path / "state"))
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    policy = build_policy(load_config(cwd=str(ws), home=str(tmp_path / "home")), env={})
+    env = policy.environment
+    assert env.inherit == "all"
+    assert env.ignore_default_excludes is False
+    result = env.apply({"GITHUB_TOKEN": "t", "PATH": "/usr/bin"})
+    assert "GITHUB_TOKEN" not in result.env
+    assert result.env["RINGFENCE_SANDBOX"] == "1"
+
+
+def test_the_built_policy_reads_every_key_from_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("RINGFENCE_CONFIG_DIR", str(tmp_path / "userconf"))
+    monkeypatch.setenv("RINGFENCE_STATE_DIR", str(tmp_path / "state"))
+    ws = tmp_path / "ws"
+    (ws / ".git").mkdir(parents=True)
+    given = tmp_path / "given.toml"
+    given.write_text('[shell_environment_policy]\ninherit = "core"\nignore_default_excludes = true\n'
+                     'exclude = ["LANG"]\ninclude_only = ["PATH", "*TOKEN*", "B"]\n'
+                     '[shell_environment_policy.set]\nB = "2"\nA = "1"\n')
+    config = load_config(cwd=str(ws), home=str(tmp_path / "home"), config_files=[str(given)])
+    env = build_policy(config, env={}).environment
+    assert (env.inherit, env.ignore_default_excludes, env.exclude, env.include_only) == \
+        ("core", True, ("LANG",), ("PATH", "*TOKEN*", "B"))
+    assert env.set == (("A", "1"), ("B", "2"))
+    result = env.apply({"PATH": "/usr/bin", "LANG": "C", "HOME": "/h", "GH_TOKEN": "t"})
+    assert {k: v for k, v in result.env.items() if k not in dict(env.added)} == {"PATH": "/usr/bin", "B": "2"}
+    assert reasons(result) == {"LANG": "exclude LANG", "HOME": "not in include_only", "A": "not in include_only",
+                               "GH_TOKEN": "inherit = core"}
