@@ -78,6 +78,7 @@ class Sandbox:
 
     def __init__(self, policy=None, **load_options):
         self.policy = policy if policy is not None else load_policy(**load_options)
+        self._reuse: dict = {}
 
     def check(self, command):
         """The command-rule decision for `command`, without running it."""
@@ -126,5 +127,5 @@ class Sandbox:
         shim = None
         if tty and os.isatty(0) and (stdin_mode == INHERIT):
             shim = _find_shim(env_result.env, policy.filesystem)
-        plan = plan_linux(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim)
+        plan = plan_linux(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim, reuse=self._reuse)
         return run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)

@@ -124,16 +124,55 @@ def user_config_dir(home: str) -> str:
     return override if override else os.path.join(home, ".ringfence")
 
 
-def _read_toml(path: str) -> dict:
-    import tomllib  # only when a file exists: it is the costliest import on the run path
+def _read_toml(path: str, cache_dir: str | None = None) -> dict:
+    """Parse a TOML file, reusing an earlier parse of the identical file.
+
+    Importing tomllib (and the regex engine behind it) costs more than the rest
+    of start-up, and config files rarely change. A cached parse is used only
+    while inode, size, mtime and ctime all match; ctime cannot be set from user
+    space, so an edited file is never mistaken for the cached one.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    identity = (path, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    cache = None
+    if cache_dir:
+        import marshal
+        import zlib
+
+        cache = os.path.join(cache_dir, f"toml-{zlib.crc32(os.fsencode(path)):08x}.bin")
+        try:
+            with open(cache, "rb") as handle:
+                stored = marshal.loads(handle.read())
+            if stored[0] == identity:
+                return stored[1]
+        except (OSError, EOFError, ValueError, TypeError, IndexError):
+            pass
+    import tomllib
 
     try:
         with open(path, "rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    if cache:
+        try:
+            encoded = marshal.dumps((identity, data))
+        except ValueError:
+            return data  # dates and times do not marshal; such files are parsed each time
+        try:
+            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            temporary = f"{cache}.{os.getpid()}.tmp"
+            with open(temporary, "wb") as handle:
+                handle.write(encoded)
+            os.replace(temporary, cache)
+        except OSError:
+            pass
+    return data
 
 
 def parse_override(text: str) -> dict:
@@ -179,7 +218,10 @@ def find_project_root(cwd: str, home: str, markers) -> str:
 
 def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: dict | None = None,
                 read_user_config: bool = True) -> Config:
+    from ..state import state_dir
+
     layers: list[Layer] = []
+    cache_dir = os.path.join(state_dir(home), "cache")
 
     def add(name, source, raw, allow_trust):
         tree, ignored = validate_layer(raw, source, allow_trust=allow_trust)
@@ -188,13 +230,13 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
     user_file = os.path.join(user_config_dir(home), "config.toml")
     if read_user_config:
         if os.path.exists(user_file):
-            add("user", user_file, _read_toml(user_file), True)
+            add("user", user_file, _read_toml(user_file, cache_dir), True)
     late: list[tuple] = []
     for path in config_files:
         path = os.path.abspath(expand_home(path, home))
         if not os.path.isfile(path):
             raise ConfigError(path, "", "no such file", hint="check the path given to --config")
-        late.append(("config-file", path, _read_toml(path), True))
+        late.append(("config-file", path, _read_toml(path, cache_dir), True))
     if overrides:
         combined: dict = {}
         for text in overrides:
@@ -217,7 +259,7 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
     project_file = os.path.join(project_root, ".ringfence", "config.toml")
     # Working in $HOME, the project's .ringfence is the user's own: read it once.
     if os.path.isfile(project_file) and not _same_file(project_file, user_file):
-        add("project", project_file, _read_toml(project_file), False)
+        add("project", project_file, _read_toml(project_file, cache_dir), False)
     for name, source, raw, allow_trust in late:
         add(name, source, raw, allow_trust)
     return Config(layers, project_root, trusted, cwd, home)

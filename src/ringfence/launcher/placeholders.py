@@ -19,9 +19,12 @@ import os
 
 
 def _record_name(path: str) -> str:
-    import hashlib
+    # Two 32-bit checksums: names need only be distinct, and zlib is already
+    # loaded where hashlib would cost a few milliseconds of start-up.
+    import zlib
 
-    return hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    data = path.encode("utf-8", "surrogateescape")
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 class Placeholders:

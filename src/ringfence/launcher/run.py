@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
+from . import signals as signal
 import stat
 import time
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import signal
+from . import signals as signal
 
-_DEFAULT_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGQUIT", "SIGTERM", "SIGHUP",
-                                       "SIGCHLD", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGWINCH", "SIGUSR1",
-                                       "SIGUSR2", "SIGALRM")
-    if hasattr(signal, name))
+_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
+                    signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR1,
+                    signal.SIGUSR2, signal.SIGALRM)
 _HIGH_FD = 64
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import select
-import signal
+from . import signals as signal
 import time
 
 from .terminal import copy_window_size, foreground_group
@@ -78,7 +78,7 @@ class Supervisor:
             os.killpg(target, signum)
         except OSError:
             pass
-        self.on_event("signal.forwarded", signal=signal.Signals(signum).name, group=target)
+        self.on_event("signal.forwarded", signal=signal.name(signum), group=target)
         self.kill_at = time.monotonic() + GRACE_SECONDS
         self.result.reason = "interrupted"
 

@@ -6,7 +6,7 @@ process group, so terminal keys reach it directly, as in a shell.
 
 from __future__ import annotations
 
-import signal
+from . import signals as signal
 import time
 
 from .outcome import Outcome

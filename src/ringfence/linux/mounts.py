@@ -9,6 +9,7 @@ a `read` rule under a read-only root costs no mount.
 from __future__ import annotations
 
 import os
+import stat
 
 from .._record import Record
 from ..errors import PolicyError
@@ -41,17 +42,24 @@ class MountPlan(Record):
 
 
 def _kind_on_disk(path: str):
+    """"dir", "file" (anything else that exists) or None. Paths here are
+    canonical, so one lstat answers."""
     try:
-        is_dir = os.path.isdir(path)
+        mode = os.lstat(path).st_mode
     except OSError:
         return None
-    if is_dir:
-        return "dir"
-    return "file" if os.path.lexists(path) else None
+    return "dir" if stat.S_ISDIR(mode) else "file"
 
 
 def build_mount_plan(filesystem) -> MountPlan:
-    decide = filesystem.decide_canonical
+    decisions: dict = {}
+
+    def decide(path):
+        # Siblings share parents: thousands of masks in one tree ask about the same directories.
+        decision = decisions.get(path)
+        if decision is None:
+            decision = decisions[path] = filesystem.decide_canonical(path)
+        return decision
     root = decide("/")
     steps: list[MountStep] = []
     tmpfs_root = root.access == NONE
@@ -66,7 +74,7 @@ def build_mount_plan(filesystem) -> MountPlan:
     interesting = set(filesystem.index) | {cap.path for cap in filesystem.caps} | set(protected)
     interesting.discard("/")
     for tree in KERNEL_TREES:
-        inside = [p for p in interesting if is_within(p, tree)]
+        inside = [p for p in interesting if p == tree or p.startswith(tree + "/")]
         for path in inside:
             rule = filesystem.index.get(path)
             if rule is not None and rule.access != filesystem.decide_canonical(tree).access:
@@ -85,7 +93,12 @@ def build_mount_plan(filesystem) -> MountPlan:
                 parent = os.path.dirname(parent)
     placeholders = []
     late: list[MountStep] = []
+    index, capped = filesystem.index, filesystem.cap_index
     for path in ordered:
+        rule = index.get(path)
+        if rule is not None and rule.access == NONE and path not in capped and path not in protected \
+                and _kind_on_disk(path) is None:
+            continue  # most credential rules name files this machine does not have
         here = decide(path)
         parent = decide(os.path.dirname(path))
         if (here.access, here.private) == (parent.access, parent.private) and path not in protected:

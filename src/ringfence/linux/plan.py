@@ -58,7 +58,12 @@ def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
                           "as the sandbox sees it)")
 
 
-def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None) -> LinuxPlan:
+def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
+               reuse: dict | None = None) -> LinuxPlan:
+    """The plan for one run. `reuse` (a dict the caller keeps between runs of one
+    policy) holds what does not depend on the workspace: the bwrap binary and
+    the compiled seccomp program. The mounts are planned afresh every time, so
+    a denied file that appeared since the last run is masked in this one."""
     filesystem = policy.filesystem
     cwd_decision = filesystem.access(cwd)
     if cwd_decision.access == NONE:
@@ -68,9 +73,12 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     resolve_command(command, env_result.env, cwd, filesystem)
     state = state_dir(policy.home)
     cache = os.path.join(state, "cache")
-    bwrap = locate_bwrap(untrusted_roots=policy.project_roots, cache_dir=cache)
+    reuse = {} if reuse is None else reuse
+    if "bwrap" not in reuse:
+        reuse["bwrap"] = locate_bwrap(untrusted_roots=policy.project_roots, cache_dir=cache)
+        reuse["seccomp"] = seccomp.program(cache)
+    bwrap, program = reuse["bwrap"], reuse["seccomp"]
     mounts = build_mount_plan(filesystem)
-    program = seccomp.program(cache)
     mask_file = os.path.join(state, "mask", "empty")
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
     masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]

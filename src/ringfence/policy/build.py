@@ -170,11 +170,23 @@ class Expander:
                                   kind="path", tier=tier, spelled=target))
 
 
+def _canonical_under(parents: dict, path: str) -> str:
+    """`canonical(path)`, resolving each parent directory once: the credential
+    list names dozens of paths under the same few directories."""
+    parent, _, name = path.rpartition("/")
+    resolved = parents.get(parent)
+    if resolved is None:
+        resolved = parents[parent] = canonical(parent)
+    full = f"{resolved}/{name}" if resolved != "/" else f"/{name}"
+    return canonical(full) if os.path.islink(full) else full
+
+
 def _credential_rules(expander: Expander, enabled: bool):
     if not enabled:
         return [], []
     from .builtin_data import credential_entries
 
+    parents: dict = {}
     rules, globs = [], []
     for spelled, access, excludes in credential_entries():
         label = f'{spelled} = "{access}"  (built-in :credentials)'
@@ -187,8 +199,8 @@ def _credential_rules(expander: Expander, enabled: bool):
                 pattern = target[len(root):].lstrip("/")
                 globs.append((canonical(root), pattern, access, BUILTIN, label, TIER_BUILTIN, None, excludes))
             else:
-                rules.append(PathRule(canonical(target), access, BUILTIN, label, kind="credentials",
-                                      tier=TIER_BUILTIN, spelled=target))
+                rules.append(PathRule(_canonical_under(parents, target), access, BUILTIN, label,
+                                      kind="credentials", tier=TIER_BUILTIN, spelled=target))
     return rules, globs
 
 
@@ -225,7 +237,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
             by_pattern.setdefault(match.pattern, []).append(match)
         for pattern, access, origin, label, tier, excludes in entries:
             hits = by_pattern.get(pattern, [])
-            if excludes:
+            if excludes and hits:
                 from .globs import compile_pattern
 
                 compiled = [compile_pattern(e) for e in excludes]
@@ -331,11 +343,11 @@ def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
 
 
 def _command_rules(config) -> CommandRules:
-    import shlex
-
     setting = config.get("rules")
     if setting is None:
         return CommandRules(())
+    import shlex
+
     rules = []
     for index, item in enumerate(setting.value):
         prefix = tuple(shlex.split(item["prefix"].value))

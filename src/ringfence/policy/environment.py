@@ -56,8 +56,9 @@ class EnvironmentPolicy(Record):
             dropped.extend((name, "inherit = none") for name in source_env)
         if not self.ignore_default_excludes:
             for name in list(env):
+                upper = name.upper()
                 for pattern in DEFAULT_EXCLUDES:
-                    if wildcard_match(pattern, name):
+                    if pattern[1:-1] in upper:  # each default is *WORD*
                         del env[name]
                         dropped.append((name, f"default exclude {pattern}"))
                         break

@@ -108,30 +108,73 @@ def _name_only(pattern: str):
     return body.rstrip("/")
 
 
+class _SimpleName:
+    """A name glob whose only wildcard is `*`, matched with string methods:
+    the default credential globs are all of this kind, and matching them
+    without `re` keeps the regex engine out of most runs."""
+
+    __slots__ = ("pattern", "parts", "dir_only")
+
+    def __init__(self, pattern, name, dir_only):
+        self.pattern = pattern
+        self.parts = name.split("*")
+        self.dir_only = dir_only
+
+    def matches(self, name: str) -> bool:
+        parts = self.parts
+        if len(parts) == 1:
+            return name == parts[0]
+        head, tail = parts[0], parts[-1]
+        if len(name) < len(head) + len(tail) or not name.startswith(head) or not name.endswith(tail):
+            return False
+        position, end = len(head), len(name) - len(tail)
+        for middle in parts[1:-1]:
+            position = name.find(middle, position, end)
+            if position < 0:
+                return False
+            position += len(middle)
+        return True
+
+
 class _Matcher:
     def __init__(self, patterns):
-        import re
-
-        self.by_name = []      # (pattern, compiled name regex, dir_only)
-        self.by_path = []      # (pattern, compiled path regex, dir_only)
+        self.exact: dict = {}     # name -> [(pattern, dir_only)] for wildcard-free names
+        self.simple = []          # _SimpleName
+        self.by_name = []         # (pattern, compiled name regex, dir_only)
+        self.by_path = []         # (pattern, compiled path regex, dir_only)
         for pattern in patterns:
             dir_only = pattern.endswith("/")
             name = _name_only(pattern)
-            if name is not None:
+            if name is not None and not any(c in name for c in "?["):
+                if "*" in name:
+                    self.simple.append(_SimpleName(pattern, name, dir_only))
+                else:
+                    self.exact.setdefault(name, []).append((pattern, dir_only))
+            elif name is not None:
+                import re
+
                 self.by_name.append((pattern, re.compile(_segment_regex(name), re.DOTALL), dir_only))
             else:
                 self.by_path.append((pattern, compile_pattern(pattern), dir_only))
-        combined = "|".join(f"(?:{_segment_regex(_name_only(p))})" for p, _, _ in self.by_name)
-        self.any_name = re.compile(combined, re.DOTALL) if combined else None
+        # One C-level test rules out most names before any pattern is tried.
+        self.tails = tuple({p.parts[-1] for p in self.simple if p.parts[-1]})
+        self.heads = tuple({p.parts[0] for p in self.simple if not p.parts[-1] and p.parts[0]})
+        self.always = any(not p.parts[0] and not p.parts[-1] for p in self.simple)
 
     def match(self, name: str, relative: str, is_dir: bool) -> list[str]:
         """Every pattern the entry matches: each may carry a different access,
         and the stricter must not be lost to the first."""
         found = []
-        if self.any_name is not None and self.any_name.fullmatch(name):
-            for pattern, regex, dir_only in self.by_name:
-                if (is_dir or not dir_only) and regex.fullmatch(name):
-                    found.append(pattern)
+        for pattern, dir_only in self.exact.get(name, ()):
+            if is_dir or not dir_only:
+                found.append(pattern)
+        if self.simple and (self.always or name.endswith(self.tails) or name.startswith(self.heads)):
+            for simple in self.simple:
+                if (is_dir or not simple.dir_only) and simple.matches(name):
+                    found.append(simple.pattern)
+        for pattern, regex, dir_only in self.by_name:
+            if (is_dir or not dir_only) and regex.fullmatch(name):
+                found.append(pattern)
         for pattern, regex, dir_only in self.by_path:
             if (is_dir or not dir_only) and regex.fullmatch(relative):
                 found.append(pattern)
@@ -181,7 +224,7 @@ class ScanCache:
                 import marshal
 
                 with open(path, "rb") as handle:
-                    stored = marshal.load(handle)
+                    stored = marshal.loads(handle.read())  # load() reads object by object: slow
                 if stored.get("key") == key:
                     self.old = stored["dirs"]
                     self.previous_start = stored["start"]
@@ -197,7 +240,7 @@ class ScanCache:
             os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
             temporary = f"{self.path}.{os.getpid()}.tmp"
             with open(temporary, "wb") as handle:
-                marshal.dump({"key": self.key, "start": start_ns, "dirs": self.new}, handle)
+                handle.write(marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
             os.replace(temporary, self.path)
         except OSError:
             pass  # without a cache the next scan is only slower
@@ -213,17 +256,25 @@ def _list_directory(directory, relative_dir, matcher):
             hint=f"make it readable, deny it with a rule (\"{directory}\" = \"none\"), "
                  "or lower glob_scan_max_depth") from None
     subdirs, matches = [], []
+    # Most entries match nothing: one cheap test on the name decides whether the
+    # full matcher runs. This loop is the whole cost of a cold scan.
+    exact, tails, heads = matcher.exact, matcher.tails, matcher.heads
+    check_all = matcher.always or bool(matcher.by_name or matcher.by_path)
     for entry in listing:
+        name = entry.name
         try:
-            is_link = entry.is_symlink()
             is_dir = entry.is_dir(follow_symlinks=False)
+            if is_dir:
+                subdirs.append(name)
+            if not (check_all or name in exact or (tails and name.endswith(tails))
+                    or (heads and name.startswith(heads))):
+                continue
+            is_link = entry.is_symlink()
         except OSError as exc:
             raise PolicyError(f"glob scan failed at {entry.path}: {exc.strerror}") from None
-        if is_dir and not is_link:
-            subdirs.append(entry.name)
         target_is_dir = is_dir or (is_link and os.path.isdir(entry.path))
-        for pattern in matcher.match(entry.name, relative_dir + entry.name, target_is_dir):
-            matches.append((entry.name, is_dir, is_link, pattern))
+        for pattern in matcher.match(name, relative_dir + name, target_is_dir):
+            matches.append((name, is_dir, is_link, pattern))
     return subdirs, matches
 
 
@@ -242,7 +293,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     found: list[Match] = []
     if not os.path.isdir(root):
         return found
-    matcher = _Matcher(sorted(set(patterns)))
+    matcher = None  # built on the first directory that must be listed: a warm cache needs no regex
     cache_path = None
     key = (root, tuple(sorted(set(patterns))), max_depth, 2)
     if cache_dir and _filesystem_type(root) in _CTIME_FILESYSTEMS:
@@ -261,11 +312,13 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 and info.st_ctime_ns < trusted_before:
             subdirs, matches = record[2], record[3]
         else:
+            if matcher is None:
+                matcher = _Matcher(sorted(set(patterns)))
             subdirs, matches = _list_directory(directory, relative_dir, matcher)
             cache.dirty = True
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
         for name, is_dir, is_link, pattern in matches:
-            path = os.path.join(directory, name)
+            path = f"{directory}/{name}"
             target_is_dir = is_dir
             if is_link:
                 path = os.path.realpath(path)
@@ -279,7 +332,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                     hint="deny the directory that holds them instead of each file")
         if max_depth is None or depth < max_depth:
             for name in subdirs:
-                path = os.path.join(directory, name)
+                path = f"{directory}/{name}"
                 if skip is None or not skip(path):
                     stack.append((path, relative_dir + name + "/", depth + 1))
     cache.save(start_ns)
