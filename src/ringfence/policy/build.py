@@ -19,7 +19,11 @@ from .network import FULL, LIMITED, OFF, NetworkPolicy
 
 BUILTIN = "built-in"
 MINIMAL_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-PRIVATE_TMP_PATHS = ("/tmp", "/var/tmp")
+# Private to each run: fresh tmpfs, gone afterwards. /run holds the host's
+# sockets (the user's session bus, agents, docker), so it is private as well.
+PRIVATE_PATHS = ("/tmp", "/var/tmp", "/run")
+# With the host's network, name resolution may need systemd-resolved's stub file.
+RESOLVER_PATHS = ("/run/systemd/resolve",)
 
 
 class Selection:
@@ -381,8 +385,12 @@ def build(config, *, env=None) -> Policy:
                       commands, approval, config.project_trusted, sources, ignored, ())
 
     profile_rules, glob_specs = expander.expand(fs_table, TIER_PROFILE)
-    builtin_rules = [PathRule(p, WRITE, BUILTIN, f'{p}: private temporary space (built-in)', kind="private",
-                              tier=TIER_BUILTIN, spelled=p) for p in PRIVATE_TMP_PATHS]
+    builtin_rules = [PathRule(p, WRITE, BUILTIN, f'{p}: private to the run (built-in)', kind="private",
+                              tier=TIER_BUILTIN, spelled=p) for p in PRIVATE_PATHS]
+    network = _network_policy(net_table, selection)
+    if network.mode == FULL:
+        builtin_rules += [PathRule(p, READ, BUILTIN, f"{p}: name resolution with the host's network (built-in)",
+                                   kind="path", tier=TIER_BUILTIN, spelled=p) for p in RESOLVER_PATHS]
     protection = config.get("protection") or {}
     credentials_setting = protection.get("credentials")
     credentials_on = True if credentials_setting is None else credentials_setting.value
@@ -421,14 +429,13 @@ def build(config, *, env=None) -> Policy:
                                                kind="protected", tier=TIER_PROTECTED)))
     filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected))
 
-    network = _network_policy(net_table, selection)
     added = [("RINGFENCE_SANDBOX", "1")]
     if not (tmpdir and filesystem.decide_canonical(tmpdir).access == WRITE
             and not filesystem.decide_canonical(tmpdir).private):
         added.append(("TMPDIR", "/tmp"))
     environment = _environment_policy(config, added)
     builtins = (
-        ("private /tmp and /var/tmp", '":slash_tmp" = "write" (or a rule for the path)'),
+        ("private /tmp, /var/tmp, /run, /dev/shm", '":slash_tmp" = "write" (or a rule for the path)'),
         ("credentials layer" + ("" if credentials_on else " (off)"), "[protection] credentials = false"),
         ("protected metadata: " + ", ".join(n for n, _ in names), "[protection] metadata = [...]"),
         ("ringfence state hidden, user config read-only", "none (always on)"),
