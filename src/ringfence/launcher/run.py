@@ -173,6 +173,11 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             to_close += [list_read, report_write]
             child_fds[5] = list_read
             child_fds[6] = report_write
+            from ..linux.plan import HELPER_SCRIPT_FD, MASK_HELPER
+
+            script = os.open(MASK_HELPER, os.O_RDONLY | os.O_CLOEXEC)
+            to_close.append(script)
+            child_fds[HELPER_SCRIPT_FD] = script
         pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
         if plan.helper_masks:
             feeder = _feed(list_write, _helper_payload(plan))

@@ -11,10 +11,10 @@ capability, loads the seccomp program and executes the command. The command
 cannot undo the masks: their mount namespace belongs to the outer user
 namespace, where it has no capability, and seccomp refuses mount calls.
 
-Standard library only, run as `python -I -S maskhelper.py`: it must start
-fast and must not import anything a workspace could shadow.
+Standard library only, run as `python -I -S /dev/fd/7`: it must start fast
+and must not import anything a workspace could shadow.
 
-Inputs: fd 3 the seccomp program (BPF), fd 5 NUL-separated fields (the real
+Inputs: fd 7 this script, fd 3 the seccomp program (BPF), fd 5 NUL-separated fields (the real
 uid, the real gid, the mask source, each path to mask, an empty field, the
 command's argv), fd 6 the report pipe: "R" just before executing the
 command, or "E" and a message when something failed.
@@ -29,7 +29,7 @@ PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT = 24, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-REPORT_FD, LIST_FD, SECCOMP_FD = 6, 5, 3
+REPORT_FD, LIST_FD, SECCOMP_FD, SCRIPT_FD = 6, 5, 3, 7
 
 
 def fail(message):
@@ -63,6 +63,7 @@ class SockFprog(ctypes.Structure):
 
 
 def main():
+    os.close(SCRIPT_FD)  # this script, handed in as /dev/fd/7; the command must not inherit it
     fields = read_all(LIST_FD).split(b"\0")
     separator = fields.index(b"", 3)
     uid, gid, source = int(fields[0]), int(fields[1]), fields[2]

@@ -94,19 +94,23 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
                      full_command)
 
 
+HELPER_SCRIPT_FD = 7
+
+
 def _helper_command(filesystem) -> list[str]:
-    """The mask helper runs on this Python inside the sandbox, so the policy must let it be read."""
+    """The mask helper runs on this Python inside the sandbox, so the policy must
+    let the interpreter be read. The script itself comes in as a descriptor, so
+    it need not be visible wherever ringfence happens to be installed."""
     import sys
 
     interpreter = os.path.realpath(sys.executable)
-    needed = [interpreter, os.path.realpath(MASK_HELPER), os.path.realpath(os.path.dirname(os.__file__))]
-    for path in needed:
+    for path in (interpreter, os.path.realpath(os.path.dirname(os.__file__))):
         decision = filesystem.access(path)
-        if decision.access == NONE:
+        if decision.access == NONE or decision.private:
             rule = decision.rule.describe() if decision.rule else decision.note
             raise PolicyError(
                 f"{MASK_HELPER_THRESHOLD}+ files are masked, which needs the mask helper, but {path} is not "
                 f"visible in this sandbox ({rule})",
                 hint=f"allow reading {os.path.dirname(path)}, or deny the directories holding the files "
                      "instead of each file")
-    return [interpreter, "-I", "-S", MASK_HELPER]
+    return [interpreter, "-I", "-S", f"/dev/fd/{HELPER_SCRIPT_FD}"]
