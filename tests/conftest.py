@@ -29,3 +29,16 @@ def scene(user, sandbox_available):
     world = Scene(user)
     yield world
     world.cleanup()
+
+
+@pytest.fixture
+def ordinary_scene(sandbox_available):
+    """A scene for a user without root's privileges: the unprivileged test user
+    when the suite runs as root, else the current user."""
+    from harness import Scene, check_user_can_run_ringfence, current_user, unprivileged_user
+
+    user = unprivileged_user() if os.getuid() == 0 else current_user()
+    check_user_can_run_ringfence(user)
+    world = Scene(user)
+    yield world
+    world.cleanup()

@@ -10,51 +10,55 @@ from __future__ import annotations
 import os
 
 
-def _read(path: str) -> str | None:
+def _read(root: str, path: str) -> str | None:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open(root.rstrip("/") + path, encoding="utf-8", errors="replace") as handle:
             return handle.read().strip()
     except OSError:
         return None
 
 
-def in_container() -> str | None:
-    if os.path.exists("/.dockerenv"):
+def in_container(root: str = "/") -> str | None:
+    base = root.rstrip("/")
+    if os.path.exists(base + "/.dockerenv"):
         return "docker"
-    if os.path.exists("/run/.containerenv"):
+    if os.path.exists(base + "/run/.containerenv"):
         return "podman"
-    cgroup = _read("/proc/1/cgroup") or ""
+    cgroup = _read(root, "/proc/1/cgroup") or ""
     for marker in ("docker", "kubepods", "containerd", "lxc", "libpod"):
         if marker in cgroup:
             return marker
     return None
 
 
-def findings() -> list[tuple[str, str, str]]:
-    """(problem, explanation, fix) for every known reason namespaces are refused."""
+def findings(root: str = "/") -> list[tuple[str, str, str]]:
+    """(problem, explanation, fix) for every known reason namespaces are refused.
+
+    `root` lets tests (and a future `doctor`) read a simulated host's /proc.
+    """
     found = []
-    version = _read("/proc/version") or ""
+    version = _read(root, "/proc/version") or ""
     if "Microsoft" in version and "microsoft-standard" not in version.lower():
         found.append(("wsl1", "WSL1 has no Linux namespaces", "run under WSL2: wsl --set-version <distro> 2"))
-    if _read("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+    if _read(root, "/proc/sys/kernel/unprivileged_userns_clone") == "0":
         found.append(("sysctl", "kernel.unprivileged_userns_clone = 0 forbids user namespaces",
                       "sudo sysctl -w kernel.unprivileged_userns_clone=1"))
-    if _read("/proc/sys/user/max_user_namespaces") == "0":
+    if _read(root, "/proc/sys/user/max_user_namespaces") == "0":
         found.append(("sysctl", "user.max_user_namespaces = 0 forbids user namespaces",
                       "sudo sysctl -w user.max_user_namespaces=15000"))
-    if _read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    if _read(root, "/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         found.append(("apparmor",
                       "AppArmor restricts unprivileged user namespaces (Ubuntu 23.10 and later)",
                       "install the distribution's bubblewrap, which has an AppArmor profile "
                       "(sudo apt install bubblewrap), or: sudo sysctl -w "
                       "kernel.apparmor_restrict_unprivileged_userns=0"))
-    container = in_container()
+    container = in_container(root)
     if container:
         found.append(("container", f"running inside a {container} container, which usually refuses "
                                    "nested namespaces",
                       "start the container with --security-opt seccomp=unconfined "
                       "--security-opt apparmor=unconfined (or --privileged)"))
-    if "Seccomp:" not in (_read("/proc/self/status") or "Seccomp:"):
+    if "Seccomp:" not in (_read(root, "/proc/self/status") or "Seccomp:"):
         found.append(("seccomp", "the kernel has no seccomp", "use a kernel built with CONFIG_SECCOMP"))
     return found
 

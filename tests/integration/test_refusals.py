@@ -1,0 +1,89 @@
+"""When the sandbox cannot be built exactly as the policy says, the command
+does not run, and the error says what failed and how to fix it."""
+
+import os
+import stat
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def fake_bwrap(scene, script: str) -> str:
+    path = scene.write("fake-bwrap", "#!/bin/sh\n" + script, mode=0o755)
+    os.chmod(path, 0o755 | stat.S_IXOTH)
+    return path
+
+
+def test_denied_path_through_a_writable_symlink_refuses_to_run(scene):
+    scene.write("outside/real/secret.txt", "s3cret")
+    os.symlink(os.path.join(scene.outside, "real"), os.path.join(scene.ws, "link"))
+    scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                 f'":project_roots" = {{ "." = "write" }}\n"{scene.ws}/link/secret.txt" = "none"\n')
+    result = scene.sh("touch ran")
+    assert result.returncode == 125
+    assert not scene.exists("ws/ran")
+    assert "symlink" in result.stderr and f"{scene.ws}/link" in result.stderr and "fix:" in result.stderr
+
+
+def test_protected_name_that_is_a_symlink_refuses_to_run(scene):
+    os.symlink(scene.outside, os.path.join(scene.ws, ".codex"))
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert ".codex" in result.stderr and "symlink" in result.stderr
+
+
+def test_glob_rooted_at_slash_is_refused(scene):
+    scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n"/**/*.pem" = "none"\n')
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert "rooted at" in result.stderr
+
+
+def test_unreadable_directory_under_a_glob_fails_closed(ordinary_scene):
+    """Root can list a mode-000 directory, so this runs as an ordinary user."""
+    scene = ordinary_scene
+    locked = scene.mkdir("ws/locked")
+    os.chmod(locked, 0)
+    scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                 '":project_roots" = { "." = "write", "**/*.key" = "none" }\n')
+    result = scene.sh("touch ran")
+    os.chmod(locked, 0o755)
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert "cannot list" in result.stderr and "locked" in result.stderr
+
+
+def test_bwrap_too_old_is_refused(scene):
+    scene.extra_env["RINGFENCE_BWRAP"] = fake_bwrap(scene, 'echo "bubblewrap 0.4.0"\n')
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert ">= 0.8" in result.stderr
+
+
+def test_refused_user_namespaces_are_explained(scene):
+    """A bwrap that cannot create namespaces (as under Ubuntu's AppArmor rule):
+    the run stops with 125, bwrap's own words and what to do about it."""
+    scene.extra_env["RINGFENCE_BWRAP"] = fake_bwrap(
+        scene, 'if [ "$1" = --version ]; then echo "bubblewrap 0.9.0"; exit 0; fi\n'
+               'echo "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n')
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert "user namespaces are refused" in result.stderr
+    assert "setting up uid map" in result.stderr
+    assert "fix:" in result.stderr
+
+
+def test_limited_network_is_refused_not_weakened(scene):
+    scene.config('default_permissions = "net"\n[permissions.net]\nextends = ":workspace"\n'
+                 '[permissions.net.network]\nenabled = true\nmode = "limited"\n'
+                 '[permissions.net.network.domains]\n"pypi.org" = "allow"\n')
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert "egress proxy" in result.stderr
+
+
+def test_command_rule_refuses_before_spawning(scene):
+    scene.config('[[rules]]\nprefix = "touch"\nallow = false\n')
+    result = scene.run(["touch", "ran"])
+    assert result.returncode == 126 and not scene.exists("ws/ran")
+    assert 'prefix = "touch"' in result.stderr
