@@ -121,9 +121,11 @@ class Sandbox:
                 "the profile allows the network only to listed domains, which needs the egress proxy; "
                 "this version has none, and ringfence will not run with a weaker boundary",
                 hint="use network enabled = true without domains (full network), or leave it off")
-        from .launcher.run import run_plan
+        from .launcher.run import recover_leftovers, run_plan
         from .linux.plan import plan_linux
+        from .state import state_dir
 
+        recover_leftovers(state_dir(policy.home), events)
         shim = None
         if tty and os.isatty(0) and (stdin_mode == INHERIT):
             shim = _find_shim(env_result.env, policy.filesystem)

@@ -59,3 +59,24 @@ def test_git_status_and_diff_still_work(repo):
     result = repo.sh("git status --short && git diff --stat")
     assert result.returncode == 0, result.stderr
     assert "file.txt" in result.stdout
+
+
+def test_gitdir_target_of_a_worktree_is_protected(scene):
+    """A linked worktree's .git is a file pointing elsewhere; the directory it
+    points to (inside the writable root here) is protected like .git itself."""
+    main = scene.mkdir("ws/main")
+    scene.git("init", "-q", cwd=main)
+    scene.write("ws/main/a.txt", "1\n")
+    scene.git("add", "a.txt", cwd=main)
+    scene.git("commit", "-qm", "first", cwd=main)
+    scene.git("worktree", "add", "-q", os.path.join(scene.ws, "wt"), cwd=main)
+    gitdir = open(os.path.join(scene.ws, "wt", ".git")).read().split(":", 1)[1].strip()
+    target = os.path.join(gitdir, "HEAD")
+    before = open(target).read()
+    control = scene.sh(f"echo evil > {target}", sandbox=False)
+    assert open(target).read() != before, control.stderr
+    with open(target, "w") as handle:
+        handle.write(before)
+    scene.sh(f"echo evil > {target}; echo 'gitdir: /elsewhere' > .git", cwd=os.path.join(scene.ws, "wt"))
+    assert open(target).read() == before
+    assert open(os.path.join(scene.ws, "wt", ".git")).read().strip().endswith(gitdir.split("/")[-1])

@@ -173,3 +173,28 @@ def test_second_interrupt_kills_everything(scene):
     assert process.returncode == 130
     time.sleep(0.5)
     assert not scene.exists("ws/survived")
+
+
+def test_sandbox_dies_with_ringfence_and_leftovers_are_cleaned(scene):
+    """SIGKILL of ringfence itself: nothing it started survives, and the next
+    run removes the placeholders the killed run could not."""
+    marker = f"{os.getpid()}.{int(time.time() * 1000) % 100000}"
+    process = _start_plain(scene, f"import time\nopen('ready', 'w').close()\ntime.sleep(600)  # {marker}\n")
+    _wait_for(scene, "ready")
+    assert scene.exists("ws/.ringfence"), "a placeholder should exist while the run lasts"
+    process.kill()
+    process.wait()
+    time.sleep(1.0)
+    survivors = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if marker.encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    survivors.append(pid)
+            except OSError:
+                pass
+    assert survivors == []
+    assert scene.exists("ws/.ringfence"), "the killed run could not clean up"
+    assert scene.sh("true").returncode == 0
+    assert not scene.exists("ws/.ringfence")
+    assert not scene.exists("ws/.codex")

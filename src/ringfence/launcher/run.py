@@ -107,13 +107,19 @@ class _Handlers:
             signal.signal(signum, handler)
 
 
+def recover_leftovers(state: str, events) -> list[str]:
+    """Remove what killed runs left behind. Call before planning: a leftover
+    placeholder would otherwise be planned as a real entry and vanish under it."""
+    recovered = Placeholders(state).recover()
+    if recovered:
+        events.emit("placeholder.cleanup", paths=recovered)
+    return recovered
+
+
 def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals: bool) -> Outcome:
     started = time.monotonic()
     ensure_mask_file(plan.mask_file)
     placeholders = Placeholders(plan.state)
-    recovered = placeholders.recover()
-    if recovered:
-        events.emit("placeholder.cleanup", paths=recovered)
     child_fds: dict[int, int] = {}
     to_close: list[int] = []
     master = None
