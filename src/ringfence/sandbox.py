@@ -130,4 +130,8 @@ class Sandbox:
         if tty and os.isatty(0) and (stdin_mode == INHERIT):
             shim = _find_shim(env_result.env, policy.filesystem)
         plan = plan_linux(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim, reuse=self._reuse)
+        if plan.limits_mechanism.processes is None and policy.limits.processes is not None:
+            events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
+        if timeout is None:
+            timeout = policy.limits.timeout
         return run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)

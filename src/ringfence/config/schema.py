@@ -243,6 +243,13 @@ def _check_access(value, path, ctx) -> Setting:
     return ctx.setting(ACCESS_WORDS[value], path)
 
 
+def _check_metadata_name(item, path, ctx):
+    name = item.rstrip("/")
+    if not name or "/" in name or name in (".", ".."):
+        raise ctx.error(path, f'"{item}" is not a name', accepted='a file or directory name; end it with "/" '
+                                                                  "for a directory, such as \".vscode/\"")
+
+
 def _check_relative_key(key, path, ctx):
     if key == ".":
         return
@@ -282,6 +289,37 @@ class FilesystemSpec(Spec):
         return out
 
 
+class Processes(Spec):
+    def check(self, value, path, ctx):
+        if value == "unlimited" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return ctx.setting(value, path)
+        raise ctx.error(path, f"{value!r} is not a process count", accepted='an integer >= 1, or "unlimited"')
+
+
+class Memory(Spec):
+    def check(self, value, path, ctx):
+        from ..policy.limits import parse_memory
+
+        if parse_memory(value) is None:
+            raise ctx.error(path, f"{value!r} is not an amount of memory",
+                            accepted='bytes as an integer, or a string such as "512M" or "2G"')
+        return ctx.setting(value, path)
+
+
+class Seconds(Spec):
+    def check(self, value, path, ctx):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ctx.error(path, f"{value!r} is not a positive number of seconds", accepted="a number > 0")
+        return ctx.setting(value, path)
+
+
+LIMITS = Table({
+    "processes": Processes(),
+    "memory": Memory(),
+    "cpu_time": Int(minimum=1),
+    "timeout": Seconds(),
+})
+
 NETWORK = Table({
     "enabled": Bool(),
     "mode": Enum("limited", "full"),
@@ -307,6 +345,7 @@ PROFILE = Table({
     "extends": Str(),
     "filesystem": FilesystemSpec(),
     "network": NETWORK,
+    "limits": LIMITS,
     "workspace_roots": Ignored(),
 })
 
@@ -354,7 +393,8 @@ ROOT_FIELDS = {
     "rules": TableList(Table({"prefix": Str(), "allow": Bool()}, required=("prefix", "allow"))),
     "profile": Str(),
     "profiles": Map(CONFIG_PROFILE),
-    "protection": Table({"credentials": Bool(), "metadata": StrList(item_check=None)}),
+    "protection": Table({"credentials": Bool(), "metadata": StrList(item_check=_check_metadata_name)}),
+    "limits": LIMITS,
     "projects": None,  # filled per layer: only the user's own layers may mark trust
 }
 

@@ -82,6 +82,34 @@ def _feed(fd: int, data: bytes):
     return thread
 
 
+def _apply_limits(plan, status_fd: int, block_fd: int, events):
+    """Wait for bwrap to name the sandbox's first process, limit it, release it.
+
+    Returns the status bytes read so far and what was applied. If bwrap dies
+    before naming the process, nothing is applied and the run's supervision
+    reports the failure.
+    """
+    from ..linux import limits as limit_tools
+    from .supervise import _field
+
+    data = b""
+    child = None
+    try:
+        while child is None:
+            chunk = os.read(status_fd, 4096)
+            if not chunk:
+                return data, None
+            data += chunk
+            child = _field(data.decode(errors="replace"), '"child-pid"')
+        applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id)
+        events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
+                    detail=plan.limits_mechanism.detail, limits=plan.limits.describe())
+        os.write(block_fd, b"x")
+        return data, applied
+    finally:
+        os.close(block_fd)
+
+
 def _read_available(fd: int) -> bytes:
     os.set_blocking(fd, False)
     try:
@@ -113,6 +141,12 @@ def recover_leftovers(state: str, events) -> list[str]:
     recovered = Placeholders(state).recover()
     if recovered:
         events.emit("placeholder.cleanup", paths=recovered)
+    if os.getuid() == 0:
+        from ..linux.limits import remove_stale_groups
+
+        groups = remove_stale_groups()
+        if groups:
+            events.emit("cgroup.cleanup", groups=groups)
     return recovered
 
 
@@ -125,6 +159,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     master = None
     raw = None
     handlers = None
+    applied = None
     try:
         placeholders.acquire([path for path, _kind in plan.placeholders])
         seccomp_read, seccomp_write = os.pipe()
@@ -184,14 +219,27 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             script = os.open(MASK_HELPER, os.O_RDONLY | os.O_CLOEXEC)
             to_close.append(script)
             child_fds[HELPER_SCRIPT_FD] = script
+        block_write = None
+        if plan.limits is not None:
+            from ..linux.bwrap import BLOCK_FD
+
+            block_read, block_write = os.pipe()
+            to_close.append(block_read)
+            child_fds[BLOCK_FD] = block_read
         pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
         if plan.helper_masks:
             feeder = _feed(list_write, _helper_payload(plan))
         for fd in to_close:
             os.close(fd)
         to_close.clear()
+        initial_status = b""
+        if block_write is not None:
+            # Only now, with our copies of the child's ends closed, does a bwrap
+            # that dies early show up as the end of its status pipe.
+            initial_status, applied = _apply_limits(plan, status_read, block_write, events)
 
-        supervisor = Supervisor(pid, status_fd=status_read, stdout_fd=stdout_fd, stderr_fd=stderr_fd,
+        supervisor = Supervisor(pid, status_fd=status_read, initial_status=initial_status, stdout_fd=stdout_fd,
+                                stderr_fd=stderr_fd,
                                 input_fd=input_fd, input_data=io.input or b"", pty_master=master,
                                 pty_output=pty_output, pty_input=pty_input, timeout=timeout,
                                 on_event=events.emit)
@@ -215,6 +263,12 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             if fd is not None:
                 os.close(fd)
     finally:
+        if applied is not None:
+            from ..linux.limits import release
+
+            report = release(applied)
+            if report:
+                events.emit("limits.report", **report)
         if raw is not None:
             raw.restore()
         if handlers is not None:

@@ -36,7 +36,8 @@ class Supervised:
 
 
 class Supervisor:
-    def __init__(self, pid: int, *, status_fd: int | None = None, stdout_fd: int | None = None,
+    def __init__(self, pid: int, *, status_fd: int | None = None, initial_status: bytes = b"",
+                 stdout_fd: int | None = None,
                  stderr_fd: int | None = None, input_fd: int | None = None, input_data: bytes = b"",
                  pty_master: int | None = None, pty_output: int | None = None,
                  pty_input: int | None = None, timeout: float | None = None, on_event=None):
@@ -56,7 +57,9 @@ class Supervisor:
         self.kill_at = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        self._status = b""
+        self._status = initial_status
+        if initial_status:
+            self._parse_status()
         self._out: list[bytes] = []
         self._err: list[bytes] = []
 

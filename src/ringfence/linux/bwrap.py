@@ -19,6 +19,7 @@ from .mounts import (BIND, DEV, MASK_DIR, MASK_FILE, PLACEHOLDER, PROC, REMOUNT_
 MINIMUM_VERSION = (0, 8, 0)
 SECCOMP_FD = 3
 STATUS_FD = 4
+BLOCK_FD = 8
 
 
 class Bwrap(Record):
@@ -184,13 +185,16 @@ def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]
 
 
 def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
-               mask_file: str, helper_masks=(), helper_command=()) -> list[str]:
+               mask_file: str, helper_masks=(), helper_command=(), wait_for_limits: bool = False) -> list[str]:
     """The full command line. With `helper_masks`, bwrap runs `helper_command`
-    (which loads seccomp itself) instead of `command`."""
+    (which loads seccomp itself) instead of `command`. With `wait_for_limits`,
+    the sandbox waits on fd 8 until its resource limits are in place."""
     helper = bool(helper_masks)
     args = [bwrap_path] + namespace_args(network_isolated, mask_helper=helper)
     args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks))
     args += ["--chdir", cwd, "--json-status-fd", str(STATUS_FD)]
+    if wait_for_limits:
+        args += ["--block-fd", str(BLOCK_FD)]
     if not helper:
         args += ["--seccomp", str(SECCOMP_FD)]
     return args + ["--"] + list(helper_command if helper else command)

@@ -25,7 +25,7 @@ class LinuxPlan(Record):
 
     __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
                  "mask_file", "placeholders", "state", "dropped_env", "helper_masks", "helper_source",
-                 "full_command")
+                 "full_command", "limits", "limits_mechanism")
 
 
 def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
@@ -79,6 +79,12 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
         reuse["seccomp"] = seccomp.program(cache)
     bwrap, program = reuse["bwrap"], reuse["seccomp"]
     mounts = build_mount_plan(filesystem)
+    from . import limits as limit_tools
+
+    mechanism = limit_tools.choose(policy.limits)
+    limit_tools.check_enforceable(policy.limits, mechanism)
+    limited = (mechanism.processes is not None or policy.limits.memory is not None
+               or policy.limits.cpu_time is not None)
     mask_file = os.path.join(state, "mask", "empty")
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
     masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]
@@ -88,10 +94,10 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
         helper_command = _helper_command(filesystem)
     argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper_masks=helper_masks,
-                      helper_command=helper_command)
+                      helper_command=helper_command, wait_for_limits=limited)
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
                      mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
-                     full_command)
+                     full_command, policy.limits if limited else None, mechanism)
 
 
 HELPER_SCRIPT_FD = 7

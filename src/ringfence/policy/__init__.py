@@ -21,7 +21,7 @@ class Policy(Record):
 
     __slots__ = ("sandboxed", "profile", "profile_origin", "cwd", "home", "project_roots",
                  "filesystem", "network", "environment", "commands", "approval_policy",
-                 "project_trusted", "sources", "ignored_keys", "builtins")
+                 "project_trusted", "sources", "ignored_keys", "builtins", "limits")
 
     def decide_path(self, path: str):
         return self.filesystem.access(path)

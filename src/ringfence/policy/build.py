@@ -15,6 +15,7 @@ from .environment import EnvironmentPolicy
 from .filesystem import (NONE, READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap,
                          FilesystemPolicy, GlobRule, PathRule)
 from .globs import hard_link_count, is_glob, scan, static_prefix
+from .limits import Limits
 from .network import FULL, LIMITED, OFF, NetworkPolicy
 
 BUILTIN = "built-in"
@@ -87,9 +88,9 @@ def _builtin_profile(name: str, config) -> tuple[dict, dict]:
     return {":root": Setting(WRITE, origin, ":root")}, {"enabled": Setting(True, origin, "network")}
 
 
-def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, dict]:
+def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, dict, dict]:
     if name in BUILTIN_PROFILES:
-        return _builtin_profile(name, config)
+        return _builtin_profile(name, config) + ({},)
     profiles = config.get("permissions") or {}
     if name not in profiles:
         available = ", ".join(sorted(list(profiles) + list(BUILTIN_PROFILES)))
@@ -104,9 +105,10 @@ def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, 
     table = profiles[name]
     fs: dict = {}
     network: dict = {}
+    limits: dict = {}
     if "extends" in table:
-        fs, network = _resolve_profile(table["extends"].value, config, chain + (name,), table["extends"])
-        fs, network = dict(fs), dict(network)
+        fs, network, limits = _resolve_profile(table["extends"].value, config, chain + (name,), table["extends"])
+        fs, network, limits = dict(fs), dict(network), dict(limits)
     for key, value in (table.get("filesystem") or {}).items():
         inherited = fs.get(key)
         if inherited is not None and isinstance(inherited.value, dict) and isinstance(value.value, dict):
@@ -116,7 +118,9 @@ def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, 
         fs[key] = value
     for key, value in (table.get("network") or {}).items():
         network[key] = value
-    return fs, network
+    for key, value in (table.get("limits") or {}).items():
+        limits[key] = value
+    return fs, network, limits
 
 
 class Expander:
@@ -346,6 +350,26 @@ def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
     return NetworkPolicy(FULL, origin)
 
 
+def _limits(config, profile_limits: dict) -> Limits:
+    """[limits], with the profile's own limits table winning key by key."""
+    from .limits import parse_memory
+
+    table = dict(config.get("limits") or {})
+    table.update(profile_limits)
+    fields = {}
+    origins = []
+    for key, setting in table.items():
+        value = setting.value
+        if key == "processes":
+            value = None if value == "unlimited" else value
+            fields["processes_explicit"] = True
+        elif key == "memory":
+            value = parse_memory(value)
+        fields[key] = value
+        origins.append((key, f"{setting.key} ({setting.source})"))
+    return Limits(origins=tuple(origins), **fields)
+
+
 def _command_rules(config) -> CommandRules:
     setting = config.get("rules")
     if setting is None:
@@ -368,7 +392,8 @@ def build(config, *, env=None) -> Policy:
     cwd = canonical(config.cwd)
     home = canonical(config.home)
     selection = select_profile(config)
-    fs_table, net_table = _resolve_profile(selection.name, config)
+    fs_table, net_table, profile_limits = _resolve_profile(selection.name, config)
+    limits = _limits(config, profile_limits)
     project_roots = (canonical(config.project_root),)
     tmpdir = env.get("TMPDIR")
     tmpdir = canonical(tmpdir) if tmpdir and os.path.isabs(tmpdir) else None
@@ -382,7 +407,7 @@ def build(config, *, env=None) -> Policy:
         filesystem = FilesystemPolicy([PathRule("/", WRITE, BUILTIN, ":danger-full-access (no sandbox)")])
         return Policy(False, selection.name, selection.origin, cwd, home, project_roots, filesystem,
                       NetworkPolicy(FULL, ":danger-full-access"), _environment_policy(config, ()),
-                      commands, approval, config.project_trusted, sources, ignored, ())
+                      commands, approval, config.project_trusted, sources, ignored, (), limits)
 
     profile_rules, glob_specs = expander.expand(fs_table, TIER_PROFILE)
     builtin_rules = [PathRule(p, WRITE, BUILTIN, f'{p}: private to the run (built-in)', kind="private",
@@ -439,6 +464,7 @@ def build(config, *, env=None) -> Policy:
         ("credentials layer" + ("" if credentials_on else " (off)"), "[protection] credentials = false"),
         ("protected metadata: " + ", ".join(n for n, _ in names), "[protection] metadata = [...]"),
         ("ringfence state hidden, user config read-only", "none (always on)"),
+        ("process cap: " + ", ".join(limits.describe()), '[limits] processes = "unlimited"'),
     )
     return Policy(True, selection.name, selection.origin, cwd, home, project_roots, filesystem, network,
-                  environment, commands, approval, config.project_trusted, sources, ignored, builtins)
+                  environment, commands, approval, config.project_trusted, sources, ignored, builtins, limits)
