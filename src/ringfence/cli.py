@@ -131,7 +131,13 @@ def cmd_run(options, positional) -> int:
                                   timeout=options.get("timeout"), events_path=options.get("events"),
                                   tty=not options.get("no_tty"), forward_signals=True)
     if outcome.reason == "timeout":
-        _error(f"timed out after {options['timeout']:g}s; the whole process tree was killed")
+        limit = options.get("timeout") or policy.limits.timeout
+        _error(f"timed out after {limit:g}s; the whole process tree was killed")
+    elif outcome.exit_code != 0:
+        from .report import denial_hints
+
+        for hint in denial_hints(policy, positional, os.path.abspath(options.get("cd") or os.getcwd())):
+            _error(hint)
     return outcome.exit_code
 
 

@@ -28,6 +28,17 @@ def _backend(policy) -> dict:
             "origin": bwrap.origin}
 
 
+def _limits(policy) -> dict:
+    from .linux.limits import choose
+
+    mechanism = choose(policy.limits)
+    return {"processes": policy.limits.processes, "memory": policy.limits.memory,
+            "cpu_time": policy.limits.cpu_time, "timeout": policy.limits.timeout,
+            "set_by": dict(policy.limits.origins), "summary": policy.limits.describe(),
+            "process_cap_enforced_by": mechanism.processes, "enforcement": mechanism.detail,
+            "memory_and_cpu_enforced_by": "rlimits (per process)"}
+
+
 def status_data(policy) -> dict:
     fs = policy.filesystem
     env = policy.environment.apply(os.environ)
@@ -58,6 +69,7 @@ def status_data(policy) -> dict:
                         "default_excludes": not policy.environment.ignore_default_excludes,
                         "dropped": [{"name": name, "reason": reason} for name, reason in env.dropped],
                         "set_by_ringfence": [name for name, _ in policy.environment.added]},
+        "limits": _limits(policy),
         "approval_policy": policy.approval_policy,
         "command_rules": [{"prefix": " ".join(r.prefix), "decision": r.decision, "origin": r.origin}
                           for r in policy.commands.rules],
@@ -114,6 +126,9 @@ def status(policy, *, as_json: bool) -> int:
     if env["dropped"]:
         add("  dropped (names only): " + ", ".join(f"{d['name']} ({d['reason']})" for d in env["dropped"]))
     add("  set by ringfence: " + ", ".join(env["set_by_ringfence"]))
+    limits = data["limits"]
+    add(f"limits         {', '.join(limits['summary'])}")
+    add(f"  process cap enforced by: {limits['enforcement']}; memory and cpu time: rlimits, per process")
     add(f"approval       {data['approval_policy']}")
     if data["command_rules"]:
         add("command rules  " + "; ".join(f"{r['prefix']} -> {r['decision']}" for r in data["command_rules"]))
@@ -174,3 +189,33 @@ def explain(policy, paths, *, as_json: bool) -> int:
         for note in row["notes"]:
             sys.stdout.write(f"  note:   {note}\n")
     return 0
+
+
+def denial_hints(policy, argv, cwd: str) -> list[str]:
+    """After a failed run: paths the command named that the policy denies, each
+    with the rule and how to allow it. A first answer to "was that the sandbox?"."""
+    import shlex
+
+    words = []
+    for arg in argv:
+        try:
+            words += shlex.split(arg) if " " in arg else [arg]
+        except ValueError:
+            words += arg.split()
+    hints, seen = [], set()
+    for word in words:
+        for candidate in (word, word.split("=", 1)[-1]):
+            if "/" not in candidate and not candidate.startswith("."):
+                continue
+            path = os.path.join(cwd, os.path.expanduser(candidate))
+            if path in seen or not os.path.lexists(path):
+                continue
+            seen.add(path)
+            data = explain_data(policy, path)
+            if data["access"] != NONE:
+                continue
+            how = next((note for note in data["notes"] if note.startswith("to allow it")),
+                       f'to allow it, add "{path}" = "read" to the profile\'s filesystem table')
+            hints.append(f"{path} is denied by the sandbox: {data['rule'] or data['note']} "
+                         f"[{data['origin'] or 'policy'}]; {how}")
+    return hints

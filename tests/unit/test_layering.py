@@ -544,7 +544,7 @@ LOOSENING = {
     "reopen_credentials": ('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
                            '":project_roots" = {{ "." = "write" }}\n"~/.aws" = "read"\n', None,
                            "{home}/.aws: none -> read"),
-    "unprotect_git": ('[protection]\nmetadata = []\n', None, "{ws}/.git: read -> write"),
+    "unprotect_git": ('[protection]\nmetadata = []\n', None, "{ws}/.ringfence: read -> write"),
     "scrub_off": ('[shell_environment_policy]\nignore_default_excludes = true\n', None,
                   "passes through GITHUB_TOKEN"),
 }

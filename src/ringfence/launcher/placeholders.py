@@ -1,15 +1,17 @@
 """Placeholders: how a missing protected entry is made impossible to create.
 
 A mount needs something to mount on, so for a protected name that does not
-exist (`.ringfence`, `.codex`, ...) ringfence creates an empty directory on
-the host, binds it read-only into the sandbox, and removes it afterwards.
-Directories are used even for names that are files (`.envrc`): an empty
+exist (`.ringfence`, `.vscode`, `.envrc`, ...) ringfence creates an empty
+directory on the host, binds it read-only into the sandbox, and removes it
+afterwards. Directories are used even for names that are files: an empty
 directory is invisible to `git status` and `git add`, an empty file is not.
 
-Several runs may share one placeholder. Each run holds a shared lock on it
-for its lifetime; whoever can take the lock exclusively at the end is the
-last user and removes it. A run that was killed releases its lock with its
-descriptors, so the next run finds and removes what it left.
+Several runs in one workspace share its placeholders. Each run holds a shared
+lock on the workspace's record for its lifetime; whoever can take the lock
+exclusively at the end is the last user and removes every placeholder the
+record lists (only empty directories: anything a user put there stays). A
+killed run releases its lock with its descriptors, so the next run finds the
+record and cleans up.
 """
 
 from __future__ import annotations
@@ -30,63 +32,54 @@ def _record_name(path: str) -> str:
 class Placeholders:
     def __init__(self, state: str):
         self.directory = os.path.join(state, "placeholders")
-        self.held: list[tuple[str, int]] = []
+        self.held: list[tuple[str, int]] = []   # (record path, locked fd)
 
-    def _paths(self, path):
-        name = _record_name(path)
-        return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + ".path")
+    def _files(self, parent: str):
+        name = _record_name(parent)
+        return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + ".paths")
 
     def acquire(self, paths) -> list[str]:
-        """Create (or join) a placeholder for each path; return the ones created here."""
+        """Create (or share) a placeholder for each path; return those created here."""
+        by_parent: dict[str, list[str]] = {}
+        for path in paths:
+            by_parent.setdefault(os.path.dirname(path), []).append(path)
+        if not by_parent:
+            return []
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         created = []
-        for path in paths:
-            lock_path, record_path = self._paths(path)
+        for parent, members in by_parent.items():
+            lock_path, record_path = self._files(parent)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             fcntl.flock(fd, fcntl.LOCK_SH)
-            self.held.append((path, fd))
-            if not os.path.exists(record_path):
-                with open(record_path + ".tmp", "w", encoding="utf-8", errors="surrogateescape") as handle:
-                    handle.write(path)
-                os.replace(record_path + ".tmp", record_path)
-            try:
-                os.mkdir(path, 0o755)
-                created.append(path)
-            except FileExistsError:
-                pass
+            self.held.append((record_path, fd))
+            mine = []
+            for path in members:
+                try:
+                    os.mkdir(path, 0o755)
+                    mine.append(path)
+                except FileExistsError:
+                    pass  # another run's placeholder (already recorded), or the user's own
+            # Only what this run created is recorded, so a user's own empty
+            # directory is never taken for a placeholder and removed.
+            if mine:
+                with open(record_path, "a", encoding="utf-8", errors="surrogateescape") as record:
+                    record.write("".join(path + "\n" for path in mine))
+            created += mine
         return created
 
     def release(self) -> list[str]:
-        """Drop our locks; remove placeholders nobody else holds. Returns removed paths."""
+        """Drop our locks; the last run out removes the placeholders. Returns removed paths."""
         removed = []
         held, self.held = self.held, []
-        for path, fd in held:
+        for record_path, fd in held:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 continue
-            if self._remove(path):
-                removed.append(path)
+            removed += _clean(record_path)
             os.close(fd)
-        return removed
-
-    def _remove(self, path: str) -> bool:
-        _lock_path, record_path = self._paths(path)
-        removed = False
-        try:
-            os.rmdir(path)  # only an empty directory: anything the user put there stays
-            removed = True
-        except OSError:
-            pass
-        # The lock file stays: unlinking it while another run waits on it would
-        # give the next run a different lock, and two runs that cannot see
-        # each other.
-        try:
-            os.unlink(record_path)
-        except OSError:
-            pass
         return removed
 
     def recover(self) -> list[str]:
@@ -97,14 +90,11 @@ class Placeholders:
         except OSError:
             return removed
         for name in names:
-            if not name.endswith(".path"):
+            if not name.endswith(".paths"):
                 continue
             record_path = os.path.join(self.directory, name)
-            lock_path = record_path[:-5] + ".lock"
             try:
-                with open(record_path, encoding="utf-8", errors="surrogateescape") as handle:
-                    path = handle.read()
-                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(record_path[:-6] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 continue
             try:
@@ -112,7 +102,31 @@ class Placeholders:
             except BlockingIOError:
                 os.close(fd)
                 continue
-            if self._remove(path):
-                removed.append(path)
+            removed += _clean(record_path)
             os.close(fd)
         return removed
+
+
+def _clean(record_path: str) -> list[str]:
+    """Remove every listed placeholder that is still an empty directory, then the record.
+
+    The lock file stays: unlinking it while another run waits on it would give
+    the next run a different lock, and two runs that cannot see each other.
+    """
+    removed = []
+    try:
+        with open(record_path, encoding="utf-8", errors="surrogateescape") as record:
+            paths = {line.rstrip("\n") for line in record if line.strip()}
+    except OSError:
+        return removed
+    for path in sorted(paths):
+        try:
+            os.rmdir(path)
+            removed.append(path)
+        except OSError:
+            pass
+    try:
+        os.unlink(record_path)
+    except OSError:
+        pass
+    return removed

@@ -232,12 +232,13 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
         return decision.access == NONE and decision.rule is not None
 
     rules: list[PathRule] = []
+    caps: list[Cap] = []
     summaries: list[GlobRule] = []
     for (root, max_depth), entries in groups.items():
         patterns = sorted({entry[0] for entry in entries})
         # A glob that grants access may re-open something inside a denied
-        # directory, so only groups that only deny may skip denied subtrees.
-        only_denies = all(entry[1] == NONE for entry in entries)
+        # directory, so only groups that only deny (or protect) may skip denied subtrees.
+        only_denies = all(entry[1] == NONE or entry[4] == TIER_PROTECTED for entry in entries)
         matches = scan(root, patterns, max_depth, skip=denied_without_exceptions if only_denies else None,
                        cache_dir=cache_dir)
         by_pattern: dict = {}
@@ -252,6 +253,10 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
                 hits = [m for m in hits
                         if not any(c.fullmatch(os.path.relpath(m.path, root)) for c in compiled)]
             for match in hits:
+                if tier == TIER_PROTECTED:
+                    caps.append(Cap(match.path, READ, PathRule(match.path, READ, origin, label, kind="protected",
+                                                               tier=TIER_PROTECTED, spelled=match.path)))
+                    continue
                 if access == NONE and not match.is_dir and hard_link_count(match.path) > 1:
                     raise PolicyError(
                         f"{match.path} is denied by {label} but has {hard_link_count(match.path)} hard links; "
@@ -263,13 +268,20 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
                                       spelled=match.path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
                                       tuple(m.path for m in hits)))
-    return rules, summaries
+    return rules, summaries, caps
 
 
-def _protected_entries(writable_roots, names, cwd):
-    """Protected metadata at the top of each writable root: (path, kind, exists, label)."""
+def _protected_entries(writable_roots, names, home):
+    """Protected metadata at the top of each writable root, and the hooks
+    directory git is configured to use: (path, kind, exists, label)."""
     entries = []
     for root in writable_roots:
+        hooks = _hooks_path(root, home)
+        if hooks and any(is_within(hooks, other) for other in writable_roots) and hooks != root:
+            if os.path.islink(hooks):
+                raise PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
+                                  hint="point core.hooksPath at the real directory")
+            entries.append((hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
         for name, kind in names:
             path = os.path.join(root, name)
             label = f'protected "{name}" in {root}'
@@ -285,6 +297,42 @@ def _protected_entries(writable_roots, names, cwd):
                 if target:
                     entries.append((target, "dir", os.path.isdir(target), f'gitdir of {path}'))
     return entries
+
+
+def _git_config_value(path: str, section: str, key: str) -> str | None:
+    """The last value of `section.key` in one git config file (no includes)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.readlines()
+    except OSError:
+        return None
+    current, found = None, None
+    for line in lines:
+        text = line.strip()
+        if not text or text[0] in "#;":
+            continue
+        if text.startswith("["):
+            current = text[1:text.find("]")].strip().split(None, 1)[0].lower() if "]" in text else None
+            continue
+        name, _, value = text.partition("=")
+        if current == section and name.strip().lower() == key:
+            value = value.split(" #")[0].split(" ;")[0].strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            found = value
+    return found
+
+
+def _hooks_path(root: str, home: str) -> str | None:
+    """Where git looks for this repository's hooks when core.hooksPath moves them."""
+    value = None
+    for config in (os.path.join(home, ".config", "git", "config"), os.path.join(home, ".gitconfig"),
+                   os.path.join(root, ".git", "config")):
+        value = _git_config_value(config, "core", "hookspath") or value
+    if not value:
+        return None
+    value = expand_home(value, home)
+    return canonical(value if os.path.isabs(value) else os.path.join(root, value))
 
 
 def _gitdir_target(dot_git_file: str) -> str | None:
@@ -422,9 +470,14 @@ def build(config, *, env=None) -> Policy:
     cred_rules, cred_globs = _credential_rules(expander, credentials_on)
     base_rules = builtin_rules + cred_rules + profile_rules
     provisional = FilesystemPolicy(base_rules)
+    # Every .git already in a writable project, not only the top one: a
+    # submodule's .git file redirected to a gitdir of the sandbox's making
+    # would run that gitdir's config on the host's next `git status`.
+    nested_git = [(root, "**/.git", READ, BUILTIN, "nested .git (built-in protected metadata)", TIER_PROTECTED, None)
+                  for root in project_roots if provisional.decide_canonical(root).access == WRITE]
 
-    glob_rules, glob_summaries = _scan_globs(glob_specs + cred_globs, provisional,
-                                             cache_dir=os.path.join(state_dir(home), "cache"))
+    glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested_git, provisional,
+                                                        cache_dir=os.path.join(state_dir(home), "cache"))
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional)
@@ -439,9 +492,10 @@ def build(config, *, env=None) -> Policy:
         names = protected_names()
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
-    protected = _protected_entries(writable_roots, names, cwd)
+    protected = _protected_entries(writable_roots, names, home)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]
+    caps += glob_caps
     own_state = canonical(state_dir(home))
     caps.append(Cap(own_state, NONE, PathRule(own_state, NONE, BUILTIN,
                                               "ringfence state (built-in, always hidden)", kind="state",
