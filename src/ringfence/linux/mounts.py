@@ -69,6 +69,11 @@ def build_mount_plan(filesystem) -> MountPlan:
         steps.append(MountStep(BIND, "/", "/", reason=_reason(root)))
     steps.append(MountStep(DEV, "/dev"))
     steps.append(MountStep(PROC, "/proc"))
+    # bwrap covers /proc/sys only when it looks writable, and a directory's mode
+    # makes it look read-only; root inside could still write the sysctls of its
+    # own namespaces. A read-only bind closes it (namespaced sysctls still show
+    # the reader's own namespace).
+    steps.append(MountStep(RO_BIND, "/proc/sys", "/proc/sys", reason="/proc/sys read-only (built-in)"))
 
     protected = {path: (kind, exists) for path, kind, exists, _label in filesystem.protected}
     interesting = set(filesystem.index) | {cap.path for cap in filesystem.caps} | set(protected)
