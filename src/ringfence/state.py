@@ -22,3 +22,16 @@ def state_dir(home: str) -> str:
 def ensure_private_dir(path: str) -> str:
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+def write_cache(path: str, data: bytes):
+    """Replace a cache file atomically. A cache that cannot be written only
+    makes the next start slower, so failure is silent."""
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        temporary = f"{path}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except OSError:
+        pass

@@ -164,14 +164,9 @@ def _read_toml(path: str, cache_dir: str | None = None) -> dict:
             encoded = marshal.dumps((identity, data))
         except ValueError:
             return data  # dates and times do not marshal; such files are parsed each time
-        try:
-            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            temporary = f"{cache}.{os.getpid()}.tmp"
-            with open(temporary, "wb") as handle:
-                handle.write(encoded)
-            os.replace(temporary, cache)
-        except OSError:
-            pass
+        from ..state import write_cache
+
+        write_cache(cache, encoded)
     return data
 
 

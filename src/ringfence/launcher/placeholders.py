@@ -72,14 +72,8 @@ class Placeholders:
         removed = []
         held, self.held = self.held, []
         for record_path, fd in held:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            removed += _clean(record_path)
-            os.close(fd)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            removed += _clean_if_last(fd, record_path)
         return removed
 
     def recover(self) -> list[str]:
@@ -97,14 +91,21 @@ class Placeholders:
                 fd = os.open(record_path[:-6] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except OSError:
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                continue
-            removed += _clean(record_path)
-            os.close(fd)
+            removed += _clean_if_last(fd, record_path)
         return removed
+
+
+def _clean_if_last(fd: int, record_path: str) -> list[str]:
+    """Clean up if no other run holds the lock on `fd`; close `fd` either way."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return []
+    try:
+        return _clean(record_path)
+    finally:
+        os.close(fd)
 
 
 def _clean(record_path: str) -> list[str]:

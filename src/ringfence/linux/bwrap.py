@@ -47,32 +47,12 @@ def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
                         return _parse_version(version)
         except OSError:
             pass
-    read_end, write_end = os.pipe()
+    from .._process import capture
+
     try:
-        devnull = os.open(os.devnull, os.O_RDWR)
-        try:
-            pid = os.posix_spawn(path, [path, "--version"], {},
-                                 file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
-                                               (os.POSIX_SPAWN_DUP2, write_end, 1),
-                                               (os.POSIX_SPAWN_DUP2, devnull, 2)])
-        finally:
-            os.close(devnull)
-        os.close(write_end)
-        write_end = -1
-        output = b""
-        while True:
-            chunk = os.read(read_end, 4096)
-            if not chunk:
-                break
-            output += chunk
-        os.waitpid(pid, 0)
+        _, text = capture([path, "--version"])
     except OSError:
         return None
-    finally:
-        os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
-    text = output.decode(errors="replace").strip()
     version = _parse_version(text)
     if cache and version:
         try:

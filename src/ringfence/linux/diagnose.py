@@ -65,29 +65,14 @@ def findings(root: str = "/") -> list[tuple[str, str, str]]:
 
 def probe_bwrap(bwrap_path: str) -> str:
     """bwrap's own complaint for the smallest sandbox, or "" when it works."""
-    read_end, write_end = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        pid = os.posix_spawn(bwrap_path, [bwrap_path, "--unshare-user", "--unshare-pid", "--unshare-net",
-                                          "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                                          "--", "/bin/true"],
-                             {}, file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
-                                               (os.POSIX_SPAWN_DUP2, devnull, 1),
-                                               (os.POSIX_SPAWN_DUP2, write_end, 2)])
-    finally:
-        os.close(write_end)
-        os.close(devnull)
-    output = b""
-    while True:
-        chunk = os.read(read_end, 4096)
-        if not chunk:
-            break
-        output += chunk
-    os.close(read_end)
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) == 0:
+    from .._process import capture
+
+    status, complaint = capture([bwrap_path, "--unshare-user", "--unshare-pid", "--unshare-net",
+                                 "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"],
+                                stream=2)
+    if status == 0:
         return ""
-    return output.decode(errors="replace").strip() or f"bwrap exited with {os.waitstatus_to_exitcode(status)}"
+    return complaint or f"bwrap exited with {status}"
 
 
 def explain_start_failure(plan, result) -> tuple[str, str | None]:

@@ -180,12 +180,7 @@ def program(cache_dir: str | None, deny_unix_sockets: bool = False) -> bytes:
             pass
     data = compile_program(deny_unix_sockets)
     if path:
-        try:
-            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
-            temporary = f"{path}.{os.getpid()}.tmp"
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, path)
-        except OSError:
-            pass  # a cache that cannot be written only costs time
+        from ..state import write_cache
+
+        write_cache(path, data)
     return data
