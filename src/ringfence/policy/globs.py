@@ -236,14 +236,9 @@ class ScanCache:
             return
         import marshal
 
-        try:
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            temporary = f"{self.path}.{os.getpid()}.tmp"
-            with open(temporary, "wb") as handle:
-                handle.write(marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
-            os.replace(temporary, self.path)
-        except OSError:
-            pass  # without a cache the next scan is only slower
+        from ..state import write_cache
+
+        write_cache(self.path, marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
 
 
 def _list_directory(directory, relative_dir, matcher):
