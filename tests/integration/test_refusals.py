@@ -87,3 +87,11 @@ def test_command_rule_refuses_before_spawning(scene):
     result = scene.run(["touch", "ran"])
     assert result.returncode == 126 and not scene.exists("ws/ran")
     assert 'prefix = "touch"' in result.stderr
+
+
+def test_a_failed_command_says_which_rule_denied_its_path(scene):
+    secret = scene.write("home/.aws/credentials", "[default]\naws_secret_access_key = x\n")
+    result = scene.run(["cat", secret])
+    assert result.returncode != 0
+    assert f"{secret} is denied by the sandbox" in result.stderr
+    assert ":credentials" in result.stderr and "to allow it" in result.stderr
