@@ -1,9 +1,11 @@
 """The structured event log: one JSON object per line, one schema.
 
 Every event carries `schema`, `time` (UTC, ISO 8601), `run` (the run id)
-and `type`. Types so far: `run.start`, `run.end`, `run.refused`,
-`sandbox.error`, `signal.forwarded`, `placeholder.cleanup`. Consumers must
-ignore fields they do not know; fields are only ever added.
+and `type`. Types so far: `run.policy` (profile, where it was chosen, config
+files, network, limits), `run.start`, `run.end`, `run.timeout`, `run.refused`,
+`sandbox.error`, `signal.forwarded`, `limits.applied`, `limits.report`,
+`limits.unenforced`, `placeholder.cleanup`, `cgroup.cleanup`. Consumers must
+ignore fields and types they do not know; fields are only ever added.
 """
 
 from __future__ import annotations

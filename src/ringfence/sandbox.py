@@ -101,6 +101,9 @@ class Sandbox:
             events.emit("run.refused", argv=command, rule=decision.rule.label, origin=decision.rule.origin)
             raise CommandRefused(f"refused by command rule {decision.rule.label} ({decision.rule.origin})",
                                  hint="remove or change the rule to run this command")
+        events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
+                    config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
+                    limits=policy.limits.describe())
         source_env = os.environ if env is None else env
         env_result = policy.environment.apply(source_env)
         if input is not None:
