@@ -1,0 +1,79 @@
+"""The Python API: `Sandbox(policy).run(...)` as an agent framework uses it.
+
+These run in the test process itself, as the user running the suite (the
+CLI tests cover the unprivileged user)."""
+
+import os
+
+import pytest
+
+from harness import Scene, current_user
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def world(sandbox_available):
+    scene = Scene(current_user())
+    yield scene
+    scene.cleanup()
+
+
+def sandbox(world, **options):
+    from ringfence import Sandbox, load_policy
+
+    return Sandbox(load_policy(world.ws, home=world.home, env=world.env(), **options))
+
+
+def test_run_returns_code_output_and_events(world):
+    outcome = sandbox(world).run(["sh", "-c", "echo out; echo err >&2; exit 7"], capture_output=True,
+                                 env=world.env())
+    assert outcome.exit_code == 7 and not outcome.ok
+    assert outcome.stdout == b"out\n" and outcome.stderr == b"err\n"
+    types = [event["type"] for event in outcome.events]
+    assert types[0] == "run.policy" and "run.start" in types and types[-1] == "run.end"
+    assert all(event["schema"] == "ringfence.event/1" for event in outcome.events)
+    assert outcome.events[-1]["exit_code"] == 7
+
+
+def test_input_reaches_the_command(world):
+    outcome = sandbox(world).run(["sh", "-c", "tr a-z A-Z"], input=b"hello", capture_output=True,
+                                 env=world.env())
+    assert outcome.stdout == b"HELLO"
+
+
+def test_one_sandbox_runs_many_commands(world):
+    box = sandbox(world)
+    for index in range(5):
+        assert box.run(["sh", "-c", f"echo {index} > f{index}"], env=world.env()).exit_code == 0
+    assert sorted(os.listdir(world.ws)) == [f"f{index}" for index in range(5)]
+
+
+def test_timeout_returns_124(world):
+    outcome = sandbox(world).run(["sleep", "30"], timeout=1, env=world.env())
+    assert outcome.exit_code == 124 and outcome.reason == "timeout"
+
+
+def test_errors_are_exceptions_with_exit_statuses(world):
+    from ringfence import CommandNotFound, ConfigError
+
+    with pytest.raises(CommandNotFound) as info:
+        sandbox(world).run(["no-such-program-xyz"], env=world.env())
+    assert info.value.exit_status == 127
+    with pytest.raises(ConfigError) as info:
+        sandbox(world, sandbox_mode="bogus")
+    assert info.value.exit_status == 125 and "sandbox_mode" in str(info.value)
+
+
+def test_descriptors_passed_on_purpose_cross_and_others_do_not(world):
+    target = world.write("outside/log.txt", "")
+    passed = os.open(target, os.O_WRONLY | os.O_APPEND)
+    stray = os.open(target, os.O_WRONLY | os.O_APPEND)
+    os.set_inheritable(stray, True)  # inheritable, yet not passed: it must not cross
+    try:
+        outcome = sandbox(world).run(["bash", "-c", f"echo passed >&{passed}; echo stray >&{stray}"],
+                                     pass_fds=(passed,), capture_output=True, env=world.env())
+    finally:
+        os.close(passed)
+        os.close(stray)
+    assert world.read("outside/log.txt") == "passed\n", outcome.stderr
