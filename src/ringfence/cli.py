@@ -130,6 +130,11 @@ def cmd_run(options, positional) -> int:
     outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
                                   timeout=options.get("timeout"), events_path=options.get("events"),
                                   tty=not options.get("no_tty"), forward_signals=True)
+    for event in outcome.events:
+        if event["type"] == "git.created":
+            _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
+                   + ". Their config and hooks run on your machine when you use git there: review "
+                     ".git/config and .git/hooks first, or delete them.")
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")

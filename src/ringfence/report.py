@@ -20,7 +20,7 @@ def _backend(policy) -> dict:
     from .state import state_dir
 
     try:
-        bwrap = locate_bwrap(untrusted_roots=policy.project_roots,
+        bwrap = locate_bwrap(untrusted_roots=policy.filesystem.writable_roots(),
                              cache_dir=os.path.join(state_dir(policy.home), "cache"))
     except RingfenceError as exc:
         return {"name": "bwrap", "error": str(exc)}
@@ -211,7 +211,10 @@ def denial_hints(policy, argv, cwd: str) -> list[str]:
             if path in seen or not os.path.lexists(path):
                 continue
             seen.add(path)
-            data = explain_data(policy, path)
+            try:
+                data = explain_data(policy, path)
+            except OSError:
+                continue  # a path ringfence itself may not resolve (/proc/1/...): no hint
             if data["access"] != NONE:
                 continue
             how = next((note for note in data["notes"] if note.startswith("to allow it")),

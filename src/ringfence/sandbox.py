@@ -69,6 +69,17 @@ def _find_shim(env: dict, filesystem) -> str | None:
     return None
 
 
+def _ensure_own_directories(policy, state: str):
+    """ringfence's state and configuration directories must exist before the
+    mounts are planned: a missing one could be created by the sandbox, with
+    contents ringfence would trust on the next start."""
+    from .config import user_config_dir
+
+    for path in (state, user_config_dir(policy.home)):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(state, 0o700)  # it names the secrets it masks
+
+
 class Sandbox:
     """Runs commands under one policy.
 
@@ -128,7 +139,9 @@ class Sandbox:
         from .linux.plan import plan_linux
         from .state import state_dir
 
-        recover_leftovers(state_dir(policy.home), events)
+        state = state_dir(policy.home)
+        recover_leftovers(state, events)
+        _ensure_own_directories(policy, state)
         shim = None
         if tty and os.isatty(0) and (stdin_mode == INHERIT):
             shim = _find_shim(env_result.env, policy.filesystem)
@@ -137,4 +150,9 @@ class Sandbox:
             events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
         if timeout is None:
             timeout = policy.limits.timeout
-        return run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)
+        outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)
+        from .launcher.run import report_new_repositories
+
+        if report_new_repositories(policy, state, events):
+            outcome = outcome.replace(events=tuple(events.events))
+        return outcome

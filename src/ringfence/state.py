@@ -25,12 +25,14 @@ def ensure_private_dir(path: str) -> str:
 
 
 def write_cache(path: str, data: bytes):
-    """Replace a cache file atomically. A cache that cannot be written only
-    makes the next start slower, so failure is silent."""
+    """Replace a cache file atomically, readable by its owner only (caches name
+    the secrets they mask). A cache that cannot be written only makes the next
+    start slower, so failure is silent."""
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         temporary = f"{path}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(temporary, path)
     except OSError:

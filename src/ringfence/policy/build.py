@@ -212,7 +212,28 @@ def _credential_rules(expander: Expander, enabled: bool):
     return rules, globs
 
 
-def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
+def _other_names(path: str, root: str, limit: int = 5) -> list[str]:
+    """Other names of `path`'s inode under `root` (only on the error path: a walk)."""
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            candidate = os.path.join(directory, name)
+            try:
+                info = os.lstat(candidate)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino) and candidate != path:
+                found.append(candidate)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
@@ -253,16 +274,23 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
                 hits = [m for m in hits
                         if not any(c.fullmatch(os.path.relpath(m.path, root)) for c in compiled)]
             for match in hits:
+                if match.via_link and not is_within(match.path, root) and not (home and is_within(match.path, home)):
+                    # A link named like a secret but pointing into the system (x.pem -> /usr/lib/python3)
+                    # would mask that system path in every later run: the policy's own rules decide it.
+                    continue
                 if tier == TIER_PROTECTED:
                     caps.append(Cap(match.path, READ, PathRule(match.path, READ, origin, label, kind="protected",
                                                                tier=TIER_PROTECTED, spelled=match.path)))
                     continue
                 if access == NONE and not match.is_dir and hard_link_count(match.path) > 1:
+                    others = _other_names(match.path, root)
+                    where = ("; other names: " + ", ".join(others)) if others else \
+                        f"; none of them under {root}"
                     raise PolicyError(
-                        f"{match.path} is denied by {label} but has {hard_link_count(match.path)} hard links; "
-                        "its other names could not be masked",
-                        hint=f"give it a single name: cp --remove-destination '{match.path}' '{match.path}.tmp' "
-                             f"&& mv '{match.path}.tmp' '{match.path}'")
+                        f"{match.path} is denied by {label} but has {hard_link_count(match.path)} hard links, "
+                        f"and a mask covers one name only{where}",
+                        hint=f"find every name with `find / -xdev -samefile '{match.path}'` and delete the ones "
+                             "that should not hold the secret (copying the file would leave the secret in them)")
                 kind = "credentials" if tier == TIER_BUILTIN else "glob"
                 rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
                                       spelled=match.path))
@@ -271,13 +299,23 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None):
     return rules, summaries, caps
 
 
-def _protected_entries(writable_roots, names, home):
-    """Protected metadata at the top of each writable root, and the hooks
-    directory git is configured to use: (path, kind, exists, label)."""
+def _protected_entries(writable_roots, names, home, env):
+    """Protected metadata at the top of each writable root, the hooks directory
+    git is configured to use, and every git config file (includes too) that a
+    writable root holds: (path, kind, exists, label)."""
     entries = []
+
+    def writable(path):
+        return any(is_within(path, root) for root in writable_roots)
+
     for root in writable_roots:
-        hooks = _hooks_path(root, home)
-        if hooks and any(is_within(hooks, other) for other in writable_roots) and hooks != root:
+        chain = _git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
+        for config in chain:
+            config = canonical(config)
+            if writable(config) and not is_within(config, os.path.join(root, ".git")):
+                entries.append((config, "file", os.path.lexists(config), f"git config read for {root}"))
+        hooks = _hooks_path(root, home, chain) if chain else None
+        if hooks and writable(hooks) and hooks != root:
             if os.path.islink(hooks):
                 raise PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
                                   hint="point core.hooksPath at the real directory")
@@ -299,40 +337,108 @@ def _protected_entries(writable_roots, names, home):
     return entries
 
 
-def _git_config_value(path: str, section: str, key: str) -> str | None:
-    """The last value of `section.key` in one git config file (no includes)."""
+def _read_git_config(path: str):
+    """(section, key, value) for each setting of one git config file, in order.
+    Only what matters here is understood: sections, keys, quoted values."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             lines = handle.readlines()
     except OSError:
-        return None
-    current, found = None, None
+        return []
+    settings, section = [], None
     for line in lines:
         text = line.strip()
         if not text or text[0] in "#;":
             continue
         if text.startswith("["):
-            current = text[1:text.find("]")].strip().split(None, 1)[0].lower() if "]" in text else None
+            section = text[1:text.find("]")].strip().split(None, 1)[0].lower() if "]" in text else None
             continue
         name, _, value = text.partition("=")
-        if current == section and name.strip().lower() == key:
-            value = value.split(" #")[0].split(" ;")[0].strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            found = value
-    return found
+        value = value.split(" #")[0].split(" ;")[0].strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        settings.append((section, name.strip().lower(), value))
+    return settings
 
 
-def _hooks_path(root: str, home: str) -> str | None:
+def _git_config_chain(root: str, home: str, env: dict) -> list[str]:
+    """Every config file git reads for the repository at `root`, includes
+    followed (conditional ones too: protecting a file git might not read is
+    harmless, missing one it does read is not), in the order git reads them."""
+    xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    first = ["/etc/gitconfig",
+             env.get("GIT_CONFIG_GLOBAL") or os.path.join(xdg, "git", "config"),
+             os.path.join(home, ".gitconfig"),
+             os.path.join(root, ".git", "config"),
+             os.path.join(root, ".git", "config.worktree")]
+    chain: list[str] = []
+
+    def visit(path: str, depth: int):
+        if depth > 10 or path in chain:
+            return
+        chain.append(path)
+        for section, key, value in _read_git_config(path):
+            if section in ("include", "includeif") and key == "path" and value:
+                target = expand_home(value, home)
+                if not os.path.isabs(target):
+                    target = os.path.join(os.path.dirname(path), target)
+                visit(os.path.normpath(target), depth + 1)
+
+    for path in first:
+        visit(path, 0)
+    return chain
+
+
+def _hooks_path(root: str, home: str, chain: list[str]) -> str | None:
     """Where git looks for this repository's hooks when core.hooksPath moves them."""
     value = None
-    for config in (os.path.join(home, ".config", "git", "config"), os.path.join(home, ".gitconfig"),
-                   os.path.join(root, ".git", "config")):
-        value = _git_config_value(config, "core", "hookspath") or value
+    for path in chain:
+        for section, key, setting in _read_git_config(path):
+            if section == "core" and key == "hookspath":
+                value = setting
     if not value:
         return None
     value = expand_home(value, home)
     return canonical(value if os.path.isabs(value) else os.path.join(root, value))
+
+
+def _refuse_home_as_workspace(project_roots, home, provisional):
+    """With no project marker between the working directory and $HOME, the
+    project root is the working directory itself; when that is $HOME (or
+    above it), making it writable would hand the sandbox the user's shell
+    start-up files and ringfence's own configuration."""
+    for root in project_roots:
+        rule = provisional.index.get(root)
+        implicit = rule is not None and rule.access == WRITE and ":project_roots" in rule.label
+        if implicit and is_within(home, root):
+            what = "is your home directory" if root == home else f"contains your home directory ({home})"
+            raise PolicyError(
+                f"refusing to make {root} the writable workspace: it {what}, and a sandbox that can write "
+                "there can change your shell start-up files and ringfence's own configuration",
+                hint="run from a project directory (one holding .git or a project_root_markers entry), "
+                     'or name the directories to write explicitly, e.g. "~/scratch" = "write"')
+
+
+def _own_files(home: str, writable_roots) -> list[Cap]:
+    """ringfence's own state (never visible), its user configuration (never
+    writable), and the Python and ringfence it runs on when they lie in a
+    writable root: a sandbox that could change them would run its code on the
+    host at the next start."""
+    import sys
+
+    from ..config import user_config_dir
+
+    def cap(path, access, label, kind="protected"):
+        return Cap(path, access, PathRule(path, access, BUILTIN, label, kind=kind, tier=TIER_PROTECTED))
+
+    caps = [cap(canonical(state_dir(home)), NONE, "ringfence state (built-in, always hidden)", "state"),
+            cap(canonical(user_config_dir(home)), READ, "ringfence user configuration (built-in, never writable)")]
+    installed = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), sys.prefix, sys.base_prefix,
+                 os.path.dirname(os.path.realpath(sys.executable))}
+    for path in sorted(canonical(p) for p in installed):
+        if any(is_within(path, root) for root in writable_roots):
+            caps.append(cap(path, READ, "ringfence's own installation and interpreter (built-in, never writable)"))
+    return caps
 
 
 def _gitdir_target(dot_git_file: str) -> str | None:
@@ -477,7 +583,8 @@ def build(config, *, env=None) -> Policy:
                   for root in project_roots if provisional.decide_canonical(root).access == WRITE]
 
     glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested_git, provisional,
-                                                        cache_dir=os.path.join(state_dir(home), "cache"))
+                                                        cache_dir=os.path.join(state_dir(home), "cache"),
+                                                        home=home)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional)
@@ -492,20 +599,12 @@ def build(config, *, env=None) -> Policy:
         names = protected_names()
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
-    protected = _protected_entries(writable_roots, names, home)
+    _refuse_home_as_workspace(project_roots, home, provisional)
+    protected = _protected_entries(writable_roots, names, home, env)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]
     caps += glob_caps
-    own_state = canonical(state_dir(home))
-    caps.append(Cap(own_state, NONE, PathRule(own_state, NONE, BUILTIN,
-                                              "ringfence state (built-in, always hidden)", kind="state",
-                                              tier=TIER_PROTECTED)))
-    from ..config import user_config_dir
-
-    own_config = canonical(user_config_dir(home))
-    caps.append(Cap(own_config, READ, PathRule(own_config, READ, BUILTIN,
-                                               "ringfence user configuration (built-in, never writable)",
-                                               kind="protected", tier=TIER_PROTECTED)))
+    caps += _own_files(home, writable_roots)
     filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected))
 
     added = [("RINGFENCE_SANDBOX", "1")]

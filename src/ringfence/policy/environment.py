@@ -1,9 +1,9 @@
 """Which environment variables reach the command.
 
 Order, as in Codex: inherit (all, core or none), then the default excludes
-(`*KEY*`, `*SECRET*`, `*TOKEN*`, case-insensitive) unless
-`ignore_default_excludes`, then `exclude`, then `set`, then `include_only`.
-Unlike Codex, the default excludes are on by default.
+(`*KEY*`, `*SECRET*`, `*TOKEN*`, and ringfence's `*PASSWORD*`, `*PASSWD*`,
+case-insensitive) unless `ignore_default_excludes`, then `exclude`, then
+`set`, then `include_only`. Unlike Codex, the default excludes are on by default.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from .._record import Record
 
 CORE_NAMES = ("HOME", "LANG", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR", "USER")
 CORE_PREFIXES = ("LC_",)
-DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*")
+# Codex's three, and passwords, which are as common in environments.
+DEFAULT_EXCLUDES = ("*KEY*", "*SECRET*", "*TOKEN*", "*PASSWORD*", "*PASSWD*")
 
 
 def wildcard_match(pattern: str, name: str) -> bool:

@@ -132,6 +132,10 @@ class FilesystemPolicy:
             decision = Decision(path, cap.access, cap.rule, False, None)
         return decision
 
+    def writable_roots(self) -> list[str]:
+        """Paths where a rule grants writes to the host (private space excluded)."""
+        return sorted(path for path, rule in self.index.items() if rule.access == WRITE and not rule.private)
+
     def winning_rules(self):
         """The rule that decides at each rule path, shallowest first."""
         return [self.index[path] for path in sorted(self.index, key=lambda p: (p.count("/"), p))]

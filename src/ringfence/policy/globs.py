@@ -91,12 +91,13 @@ def static_prefix(path_pattern: str) -> str:
 
 
 class Match:
-    __slots__ = ("path", "is_dir", "pattern")
+    __slots__ = ("path", "is_dir", "pattern", "via_link")
 
-    def __init__(self, path, is_dir, pattern):
+    def __init__(self, path, is_dir, pattern, via_link=False):
         self.path = path
         self.is_dir = is_dir
         self.pattern = pattern
+        self.via_link = via_link
 
 
 def _name_only(pattern: str):
@@ -320,7 +321,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 if not os.path.exists(path):
                     continue
                 target_is_dir = os.path.isdir(path)
-            found.append(Match(path, target_is_dir, pattern))
+            found.append(Match(path, target_is_dir, pattern, via_link=is_link))
             if len(found) > MAX_MATCHES:
                 raise PolicyError(
                     f"glob scan under {root} matched more than {MAX_MATCHES} paths",
