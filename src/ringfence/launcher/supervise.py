@@ -13,7 +13,7 @@ import select
 from . import signals as signal
 import time
 
-from .terminal import copy_window_size, foreground_group
+from .terminal import ClipboardFilter, copy_window_size, foreground_group
 
 GRACE_SECONDS = 3.0
 DRAIN_SECONDS = 2.0
@@ -57,6 +57,7 @@ class Supervisor:
         self.kill_at = None
         self.signals_seen = 0
         self.to_pty = bytearray()
+        self.clipboard_filter = ClipboardFilter()
         self._status = initial_status
         if initial_status:
             self._parse_status()
@@ -281,7 +282,9 @@ class Supervisor:
                 unwatch(fd)
                 return
             if chunk:
-                _write_all(self.pty_output, chunk)
+                chunk = self.clipboard_filter.feed(chunk)
+                if chunk:
+                    _write_all(self.pty_output, chunk)
         if fd in (self.pty_master,):
             try:
                 poller.modify(fd, select.POLLIN | (select.POLLOUT if self.to_pty else 0))

@@ -76,3 +76,54 @@ def foreground_group(master: int) -> int | None:
         return os.tcgetpgrp(master)
     except OSError:
         return None
+
+
+class ClipboardFilter:
+    """Drops OSC 52 sequences from the sandbox's terminal output.
+
+    OSC 52 asks the terminal to set the system clipboard: a sandboxed program
+    could put a command there for the user to paste into a shell outside.
+    Sequences may arrive split across reads, so the filter keeps state.
+    """
+
+    STARTS = (b"\x1b]52;", b"\x9d52;")
+    ENDS = (b"\x07", b"\x1b\\", b"\x9c")
+
+    def __init__(self):
+        self.pending = b""
+        self.dropping = False
+
+    def feed(self, data: bytes) -> bytes:
+        data, self.pending = self.pending + data, b""
+        out = []
+        position = 0
+        while position < len(data):
+            if self.dropping:
+                ends = [(found, len(end)) for end in self.ENDS if (found := data.find(end, position)) >= 0]
+                if not ends:
+                    # A terminator may be split across reads: keep a lone ESC for the next one.
+                    self.pending = b"\x1b" if data.endswith(b"\x1b") else b""
+                    return b"".join(out)
+                found, length = min(ends)
+                position = found + length
+                self.dropping = False
+                continue
+            starts = [(found, len(start)) for start in self.STARTS if (found := data.find(start, position)) >= 0]
+            if not starts:
+                tail = _partial_prefix(data[position:], self.STARTS)
+                out.append(data[position:len(data) - len(tail)])
+                self.pending = tail
+                return b"".join(out)
+            found, length = min(starts)
+            out.append(data[position:found])
+            position = found + length
+            self.dropping = True
+        return b"".join(out)
+
+
+def _partial_prefix(data: bytes, starts) -> bytes:
+    """The longest end of `data` that could begin one of `starts`."""
+    for size in range(min(len(data), max(map(len, starts)) - 1), 0, -1):
+        if any(start.startswith(data[-size:]) for start in starts):
+            return data[-size:]
+    return b""
