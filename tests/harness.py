@@ -192,7 +192,7 @@ class Scene:
             env=None) -> subprocess.CompletedProcess:
         """Run `argv` as the scene's user, inside `ringfence run` or (control) directly."""
         if sandbox:
-            argv = [sys.executable, "-m", "ringfence", "run", "--no-tty", *args, "--", *argv]
+            argv = [sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", *args, "--", *argv]
         merged = self.env()
         if env:
             merged.update(env)
@@ -201,7 +201,7 @@ class Scene:
                               **self._as_user())
 
     def ringfence(self, *args, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ringfence", *args], cwd=cwd or self.ws, env=self.env(),
+        return subprocess.run([sys.executable, "-P", "-m", "ringfence", *args], cwd=cwd or self.ws, env=self.env(),
                               capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, **self._as_user())
 

@@ -102,7 +102,7 @@ def test_home_inside_a_writable_root_keeps_ringfence_config_read_only(scene):
 
 def test_concurrent_runs_keep_each_others_protection(scene):
     """Run B shares run A's placeholder; A ending must not leave B unprotected."""
-    first = subprocess.Popen([sys.executable, "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
+    first = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
                              cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, **(
                                  {} if scene.user.is_current else
                                  {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}))

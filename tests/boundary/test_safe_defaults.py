@@ -117,7 +117,7 @@ def test_inherited_descriptor_cannot_write_outside(scene):
         def run(sandbox):
             argv = ["/bin/bash", "-c", script]  # dash cannot redirect descriptors above 9
             if sandbox:
-                argv = [sys.executable, "-m", "ringfence", "run", "--no-tty", "--"] + argv
+                argv = [sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--"] + argv
             kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
                                                         "extra_groups": []}
             return subprocess.run(argv, cwd=scene.ws, env=scene.env(), pass_fds=(fd,), capture_output=True,
@@ -286,7 +286,7 @@ def test_fork_bomb_is_capped(scene):
     assert control_peak > cap, f"control: the bomb did not exceed the cap ({control_peak})"
 
     marker = f"rf-bomb-{os.urandom(3).hex()}"  # nothing of the control can be counted below
-    sandboxed = start([sys.executable, "-m", "ringfence", "run", "--no-tty", "--timeout", "6", "--",
+    sandboxed = start([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--timeout", "6", "--",
                        "bash", "-c", bomb, marker], scene.user)
     peak = _peak_processes(marker.encode(), sandboxed, 7)
     assert sandboxed.wait(timeout=30) in (0, 124)

@@ -23,7 +23,7 @@ class Terminal:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
                                                     "extra_groups": []}
-        self.process = subprocess.Popen([sys.executable, "-m", "ringfence", "run", "--", *argv],
+        self.process = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--", *argv],
                                         cwd=scene.ws, env=scene.env(), stdin=slave, stdout=slave, stderr=slave,
                                         start_new_session=True, **kwargs)
         os.close(slave)
@@ -131,7 +131,7 @@ def test_the_sandbox_cannot_inject_into_the_users_terminal(scene, terminal):
 def _start_plain(scene, script):
     kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
                                                 "extra_groups": []}
-    return subprocess.Popen([sys.executable, "-m", "ringfence", "run", "--no-tty", "--", "python3", "-c", script],
+    return subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "python3", "-c", script],
                             cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True, **kwargs)
 
