@@ -90,6 +90,7 @@ class Sandbox:
     def __init__(self, policy=None, **load_options):
         self.policy = policy if policy is not None else load_policy(**load_options)
         self._reuse: dict = {}
+        self._known_repositories = {cap.path for cap in self.policy.filesystem.caps}
 
     def check(self, command):
         """The command-rule decision for `command`, without running it."""
@@ -153,6 +154,6 @@ class Sandbox:
         outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)
         from .launcher.run import report_new_repositories
 
-        if report_new_repositories(policy, state, events):
+        if report_new_repositories(policy, self._known_repositories, events):
             outcome = outcome.replace(events=tuple(events.events))
         return outcome

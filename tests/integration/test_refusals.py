@@ -95,3 +95,15 @@ def test_a_failed_command_says_which_rule_denied_its_path(scene):
     assert result.returncode != 0
     assert f"{secret} is denied by the sandbox" in result.stderr
     assert ":credentials" in result.stderr and "to allow it" in result.stderr
+
+
+def test_repositories_created_inside_are_reported(scene):
+    """Their config would run on the host when git is used there: the run warns."""
+    scene.git("init", "-q")
+    scene.mkdir("ws/vendor/lib")
+    result = scene.sh("git init -q vendor/lib/new && git init -q fresh")
+    assert result.returncode == 0, result.stderr
+    assert "created git repositories" in result.stderr
+    assert f"{scene.ws}/vendor/lib/new/.git" in result.stderr and f"{scene.ws}/fresh/.git" in result.stderr
+    quiet = scene.sh("true")
+    assert "created git repositories" not in quiet.stderr

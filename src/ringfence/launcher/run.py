@@ -143,27 +143,22 @@ class _Handlers:
             signal.signal(signum, handler)
 
 
-def report_new_repositories(policy, state: str, events) -> list[str]:
+def report_new_repositories(policy, known: set, events) -> list[str]:
     """`.git` entries that appeared in the workspace while the run lasted.
 
     Their config and hooks were written by the sandbox, and git on the host
     runs them (core.fsmonitor on `git status`, hooks on commit) for whoever
     works in that directory next. Mounts cannot stop a name from being created
     anywhere in a writable tree, so the run ends with a warning naming them.
+    `known` holds what was there before (and grows with what was reported).
     """
-    from ..policy.globs import scan
+    from ..policy.globs import entries_named
 
-    known = {cap.path for cap in policy.filesystem.caps}
     found = []
-    for root in policy.project_roots:
-        if policy.filesystem.decide_canonical(root).access != "write":
-            continue
-        try:
-            matches = scan(root, ["**/.git"], None, cache_dir=os.path.join(state, "cache"))
-        except Exception:  # a scan error after the run must not hide the run's own outcome
-            continue
-        found += [m.path for m in matches if m.path not in known]
+    for snapshot in policy.filesystem.snapshots.values():
+        found += [path for path in entries_named(snapshot, ".git") if path not in known]
     if found:
+        known.update(found)
         events.emit("git.created", paths=sorted(found),
                     warning="repositories created by the sandbox: their config and hooks run when git is "
                             "used there; review them before running git in those directories")

@@ -233,7 +233,7 @@ def _other_names(path: str, root: str, limit: int = 5) -> list[str]:
     return found
 
 
-def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None):
+def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
@@ -260,8 +260,11 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
         # A glob that grants access may re-open something inside a denied
         # directory, so only groups that only deny (or protect) may skip denied subtrees.
         only_denies = all(entry[1] == NONE or entry[4] == TIER_PROTECTED for entry in entries)
+        snapshot = None
+        if snapshots is not None and max_depth is None and any(e[4] == TIER_PROTECTED for e in entries):
+            snapshot = snapshots.setdefault(root, {})
         matches = scan(root, patterns, max_depth, skip=denied_without_exceptions if only_denies else None,
-                       cache_dir=cache_dir)
+                       cache_dir=cache_dir, snapshot=snapshot)
         by_pattern: dict = {}
         for match in matches:
             by_pattern.setdefault(match.pattern, []).append(match)
@@ -582,9 +585,10 @@ def build(config, *, env=None) -> Policy:
     nested_git = [(root, "**/.git", READ, BUILTIN, "nested .git (built-in protected metadata)", TIER_PROTECTED, None)
                   for root in project_roots if provisional.decide_canonical(root).access == WRITE]
 
+    snapshots: dict = {}
     glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested_git, provisional,
                                                         cache_dir=os.path.join(state_dir(home), "cache"),
-                                                        home=home)
+                                                        home=home, snapshots=snapshots)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional)
@@ -605,7 +609,7 @@ def build(config, *, env=None) -> Policy:
                                      spelled=path)) for path, _kind, _exists, label in protected]
     caps += glob_caps
     caps += _own_files(home, writable_roots)
-    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected))
+    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected), snapshots)
 
     added = [("RINGFENCE_SANDBOX", "1")]
     if not (tmpdir and filesystem.decide_canonical(tmpdir).access == WRITE

@@ -80,9 +80,9 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
-    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "_frozen")
+    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "_frozen")
 
-    def __init__(self, rules, caps=(), globs=(), protected=()):
+    def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None):
         index: dict[str, PathRule] = {}
         for rule in rules:
             current = index.get(rule.path)
@@ -99,6 +99,8 @@ class FilesystemPolicy:
         object.__setattr__(self, "cap_index", cap_index)
         object.__setattr__(self, "globs", tuple(globs))
         object.__setattr__(self, "protected", tuple(protected))
+        # root -> {directory: (inode, ctime, subdirectories)} as the start-of-run scan saw them
+        object.__setattr__(self, "snapshots", dict(snapshots or {}))
         object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, name, value):

@@ -274,13 +274,16 @@ def _list_directory(directory, relative_dir, matcher):
     return subdirs, matches
 
 
-def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None):
+def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None,
+         snapshot: dict | None = None):
     """Every entry under `root` whose relative path matches one of `patterns`.
 
     Fails closed: a directory that cannot be listed is an error, never a
     silently unscanned subtree. Directory symlinks are not followed; a
     matching symlink yields its canonical target, since that is what a mask
-    must cover. `skip(path)` prunes subtrees the policy already denies.
+    must cover. `skip(path)` prunes subtrees the policy already denies. If
+    `snapshot` is given, it receives each scanned directory's identity and
+    subdirectories, for `changed_since` after the run.
     """
     import time
     import zlib
@@ -313,6 +316,8 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
             subdirs, matches = _list_directory(directory, relative_dir, matcher)
             cache.dirty = True
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
+        if snapshot is not None:
+            snapshot[directory] = (info.st_ino, info.st_ctime_ns, frozenset(subdirs))
         for name, is_dir, is_link, pattern in matches:
             path = f"{directory}/{name}"
             target_is_dir = is_dir
@@ -332,6 +337,38 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 if skip is None or not skip(path):
                     stack.append((path, relative_dir + name + "/", depth + 1))
     cache.save(start_ns)
+    return found
+
+
+def entries_named(snapshot: dict, name: str) -> list[str]:
+    """Paths called `name` in directories that changed since `snapshot` was
+    taken, including everything under directories that did not exist then.
+
+    A directory's ctime moves whenever an entry is added, removed or renamed
+    in it, so unchanged directories need no listing: the check costs one lstat
+    per directory the scan saw.
+    """
+    found = []
+    for directory, (inode, ctime, subdirs) in snapshot.items():
+        try:
+            info = os.lstat(directory)
+        except OSError:
+            continue
+        if (info.st_ino, info.st_ctime_ns) == (inode, ctime):
+            continue
+        try:
+            with os.scandir(directory) as entries:
+                listing = list(entries)
+        except OSError:
+            continue
+        for entry in listing:
+            if entry.name == name:
+                found.append(entry.path)
+            elif entry.name not in subdirs and entry.is_dir(follow_symlinks=False):
+                for below, dirs, files in os.walk(entry.path):
+                    found += [os.path.join(below, n) for n in dirs + files if n == name]
+                    if name in dirs:
+                        dirs.remove(name)
     return found
 
 
