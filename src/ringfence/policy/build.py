@@ -260,10 +260,13 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
         # A glob that grants access may re-open something inside a denied
         # directory, so only groups that only deny (or protect) may skip denied subtrees.
         only_denies = all(entry[1] == NONE or entry[4] == TIER_PROTECTED for entry in entries)
+        # Pruning only matters where something under the root is denied already.
+        denies_below = any(rule.access == NONE and is_within(path, root) for path, rule in provisional.index.items())
         snapshot = None
         if snapshots is not None and max_depth is None and any(e[4] == TIER_PROTECTED for e in entries):
             snapshot = snapshots.setdefault(root, {})
-        matches = scan(root, patterns, max_depth, skip=denied_without_exceptions if only_denies else None,
+        matches = scan(root, patterns, max_depth,
+                       skip=denied_without_exceptions if only_denies and denies_below else None,
                        cache_dir=cache_dir, snapshot=snapshot)
         by_pattern: dict = {}
         for match in matches:

@@ -314,7 +314,10 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
             if matcher is None:
                 matcher = _Matcher(sorted(set(patterns)))
             subdirs, matches = _list_directory(directory, relative_dir, matcher)
-            cache.dirty = True
+            # A directory whose ctime moved but whose listing says the same (a
+            # file created and removed again) changes nothing worth rewriting.
+            if record is None or record[2] != subdirs or record[3] != matches:
+                cache.dirty = True
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
         if snapshot is not None:
             snapshot[directory] = (info.st_ino, info.st_ctime_ns, frozenset(subdirs))
