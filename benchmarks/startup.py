@@ -141,9 +141,12 @@ def api_versus_raw(world: World, runs: int) -> tuple[float, float]:
     command, placeholders = world.raw_command()
     _, plan = world.plan()
 
+    # A Sandbox keeps its placeholders between runs, so the raw side creates
+    # them once too.
+    for path in placeholders:
+        os.makedirs(path, exist_ok=True)
+
     def raw_once():
-        for path in placeholders:
-            os.makedirs(path, exist_ok=True)
         seccomp_read, seccomp_write = os.pipe()
         os.write(seccomp_write, plan.seccomp_program)
         os.close(seccomp_write)
@@ -157,8 +160,6 @@ def api_versus_raw(world: World, runs: int) -> tuple[float, float]:
         os.close(status_write)
         os.waitpid(pid, 0)
         os.close(status_read)
-        for path in placeholders:
-            os.rmdir(path)
 
     def api_once():
         sandbox.run(["true"], env=world.env)
@@ -170,6 +171,10 @@ def api_versus_raw(world: World, runs: int) -> tuple[float, float]:
             function()
             if index >= 5:
                 samples.append(time.perf_counter() - start)
+    sandbox.close()
+    for path in placeholders:
+        if os.path.isdir(path):
+            os.rmdir(path)
     return statistics.median(api), statistics.median(raw)
 
 

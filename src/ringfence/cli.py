@@ -129,7 +129,7 @@ def cmd_run(options, positional) -> int:
         _error("danger-full-access: running WITHOUT a sandbox; nothing limits this command")
     outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
                                   timeout=options.get("timeout"), events_path=options.get("events"),
-                                  tty=not options.get("no_tty"), forward_signals=True)
+                                  tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False)
     for event in outcome.events:
         if event["type"] == "git.created":
             _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])

@@ -90,7 +90,31 @@ class Sandbox:
     def __init__(self, policy=None, **load_options):
         self.policy = policy if policy is not None else load_policy(**load_options)
         self._reuse: dict = {}
+        self._placeholders = None
         self._known_repositories = {cap.path for cap in self.policy.filesystem.caps}
+
+    def close(self):
+        """Remove the placeholders this sandbox keeps between runs (also done at
+        exit, and by the next run anywhere if this process is killed)."""
+        if self._placeholders is not None:
+            self._placeholders.release()
+            self._placeholders = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _holder(self, state: str):
+        if self._placeholders is None:
+            import weakref
+
+            from .launcher.placeholders import Placeholders
+
+            self._placeholders = Placeholders(state)
+            weakref.finalize(self, self._placeholders.release)
+        return self._placeholders
 
     def check(self, command):
         """The command-rule decision for `command`, without running it."""
@@ -99,7 +123,7 @@ class Sandbox:
     def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
             stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
-            events: EventLog | None = None):
+            events: EventLog | None = None, keep_placeholders: bool = True):
         from .launcher.run import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         command = [str(part) for part in command]
@@ -151,7 +175,8 @@ class Sandbox:
             events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
         if timeout is None:
             timeout = policy.limits.timeout
-        outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals)
+        outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
+                           placeholders=self._holder(state) if keep_placeholders else None)
         from .launcher.run import report_new_repositories
 
         if report_new_repositories(policy, self._known_repositories, events):

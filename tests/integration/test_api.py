@@ -42,10 +42,13 @@ def test_input_reaches_the_command(world):
     assert outcome.stdout == b"HELLO"
 
 
-def test_one_sandbox_runs_many_commands(world):
-    box = sandbox(world)
-    for index in range(5):
-        assert box.run(["sh", "-c", f"echo {index} > f{index}"], env=world.env()).exit_code == 0
+def test_one_sandbox_runs_many_commands_and_cleans_up_on_close(world):
+    with sandbox(world) as box:
+        for index in range(5):
+            assert box.run(["sh", "-c", f"echo {index} > f{index}"], env=world.env()).exit_code == 0
+        # Between runs of one Sandbox the placeholders stay: they cost nothing twice.
+        assert os.path.isdir(os.path.join(world.ws, ".vscode"))
+        assert box.run(["sh", "-c", "mkdir -p .vscode && echo x > .vscode/tasks.json"], env=world.env()).exit_code != 0
     assert sorted(os.listdir(world.ws)) == [f"f{index}" for index in range(5)]
 
 

@@ -30,9 +30,17 @@ def _record_name(path: str) -> str:
 
 
 class Placeholders:
+    """The placeholders one holder (a run, or a `Sandbox` across its runs) uses.
+
+    Acquiring again what is already held costs nothing but a check, so a
+    `Sandbox` that runs many commands creates its placeholders once and
+    releases them when it is closed."""
+
     def __init__(self, state: str):
         self.directory = os.path.join(state, "placeholders")
         self.held: list[tuple[str, int]] = []   # (record path, locked fd)
+        self.locked: set[str] = set()           # workspaces whose lock we hold
+        self.created: set[str] = set()          # placeholders this holder made
 
     def _files(self, parent: str):
         name = _record_name(parent)
@@ -46,6 +54,8 @@ class Placeholders:
         which that run must not remove while this one has it mounted."""
         by_parent: dict[str, list[str]] = {}
         for path in paths:
+            if path in self.created and os.path.isdir(path):
+                continue
             by_parent.setdefault(os.path.dirname(path), []).append(path)
         if not by_parent:
             return []
@@ -53,9 +63,11 @@ class Placeholders:
         created = []
         for parent, members in by_parent.items():
             lock_path, record_path = self._files(parent)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            self.held.append((record_path, fd))
+            if parent not in self.locked:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                self.held.append((record_path, fd))
+                self.locked.add(parent)
             mine = []
             for path in members:
                 try:
@@ -69,12 +81,15 @@ class Placeholders:
                 with open(record_path, "a", encoding="utf-8", errors="surrogateescape") as record:
                     record.write("".join(path + "\n" for path in mine))
             created += mine
+        self.created.update(created)
         return created
 
     def release(self) -> list[str]:
         """Drop our locks; the last run out removes the placeholders. Returns removed paths."""
         removed = []
         held, self.held = self.held, []
+        self.locked.clear()
+        self.created.clear()
         for record_path, fd in held:
             fcntl.flock(fd, fcntl.LOCK_UN)
             removed += _clean_if_last(fd, record_path)

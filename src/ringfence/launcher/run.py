@@ -180,10 +180,16 @@ def recover_leftovers(state: str, events) -> list[str]:
     return recovered
 
 
-def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals: bool) -> Outcome:
+def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals: bool,
+             placeholders: Placeholders | None = None) -> Outcome:
+    """Run one plan. With `placeholders` (kept by a Sandbox across runs), the
+    placeholders stay until their holder releases them; without, they go
+    when this run ends."""
     started = time.monotonic()
     ensure_mask_file(plan.mask_file)
-    placeholders = Placeholders(plan.state)
+    keep_placeholders = placeholders is not None
+    if placeholders is None:
+        placeholders = Placeholders(plan.state)
     child_fds: dict[int, int] = {}
     to_close: list[int] = []
     master = None
@@ -316,7 +322,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             os.close(fd)
         if master is not None:
             os.close(master)
-        removed = placeholders.release()
+        removed = [] if keep_placeholders else placeholders.release()
 
     duration = time.monotonic() - started
     if result.reason == "timeout":
