@@ -108,7 +108,11 @@ def scene_root(user: User) -> str:
         os.makedirs(root, mode=0o755, exist_ok=True)
         os.chmod(root, 0o755)
         return root
-    root = os.path.join(os.path.expanduser("~"), ".cache", "ringfence-tests")
+    root = os.path.join(os.path.realpath(os.path.expanduser("~")), ".cache", "ringfence-tests")
+    for private in ("/tmp", "/var/tmp", "/dev/shm"):
+        if root.startswith(private + "/"):
+            raise RuntimeError(f"scenes would live in {root}, but every sandbox gets its own {private}: "
+                               "run the suite with HOME outside the temporary directories")
     os.makedirs(root, exist_ok=True)
     return root
 

@@ -2,6 +2,8 @@
 inside the sandbox. The same attacks must fail there, for root and for an
 ordinary user, and the helper must leave nothing of its privilege behind."""
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.boundary
@@ -55,3 +57,57 @@ def test_other_files_stay_writable(masked):
     assert result.returncode == 0, result.stderr
     assert masked.read("ws/pkg0/plain.txt") == "after\n"
     assert masked.read("ws/pkg3/new.txt") == "new\n"
+
+
+HELPER_PROBE = r"""
+import ctypes, os, sys
+sys.path.insert(0, sys.argv[1])
+import maskhelper
+work, classic = sys.argv[2], sys.argv[3] == "classic"
+libc = ctypes.CDLL(None, use_errno=True)
+uid, gid = os.getuid(), os.getgid()
+flags = 0x00020000 | (0 if uid == 0 else 0x10000000)  # a mount namespace; a user one too if needed
+if libc.unshare(flags) != 0:
+    sys.exit("unshare: " + os.strerror(ctypes.get_errno()))
+if uid != 0:
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0  # MS_REC | MS_PRIVATE
+source = os.path.join(work, "empty").encode()
+assert libc.mount(source, source, None, 4096, None) == 0
+assert libc.mount(None, source, None, 4096 | 32 | 1, None) == 0  # MS_BIND | MS_REMOUNT | MS_RDONLY
+maskhelper.mask_all(libc, source, [os.path.join(work, n).encode() for n in ("secret", "link")], classic)
+seen = [open(os.path.join(work, n)).read() for n in ("secret", "link", "target")]
+try:
+    open(os.path.join(work, "secret"), "w").write("overwritten")
+    seen.append("writable")
+except OSError:
+    seen.append("read-only")
+print(repr(seen))
+"""
+
+
+@pytest.mark.parametrize("method", ["detached-tree", "classic"])
+def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
+    # The helper prefers open_tree/move_mount and falls back to a bind through
+    # /proc/self/fd; both must cover the name even when it is a symlink (one
+    # swapped in by a host process), leaving the link's target alone.
+    import ast
+    import subprocess
+    import sys
+
+    import ringfence.linux.maskhelper as helper
+
+    (tmp_path / "secret").write_text("s3cret")
+    (tmp_path / "target").write_text("elsewhere")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "empty").write_text("")
+    assert (tmp_path / "secret").read_text() == "s3cret"  # control: readable without the masks
+    result = subprocess.run([sys.executable, "-c", HELPER_PROBE, os.path.dirname(helper.__file__), str(tmp_path),
+                             method], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert ast.literal_eval(result.stdout.strip()) == ["", "", "elsewhere", "read-only"]
+    assert (tmp_path / "secret").read_text() == "s3cret"  # host side: the file itself is untouched
+    assert (tmp_path / "link").is_symlink()

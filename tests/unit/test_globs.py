@@ -186,19 +186,54 @@ def test_unreadable_directory_fails_closed(tmp_path):
 
 @pytest.fixture
 def unlistable(monkeypatch):
-    """Make os.scandir fail on one directory, as an unreadable one does for a
+    """Make listing one directory fail, as an unreadable one does for a
     normal user; this runs the fail-closed path even as root."""
     refused = set()
-    real = os.scandir
 
-    def scandir(path="."):
-        if os.fspath(path) in refused:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real(path)
+    def refusing(real):
+        def listing(path="."):
+            if os.fspath(path) in refused:
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path)
+        return listing
 
-    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(os, "scandir", refusing(os.scandir))
+    monkeypatch.setattr(os, "listdir", refusing(os.listdir))
     return refused
 
+
+def test_leaf_directory_shortcut_finds_what_a_full_listing_finds(tmp_path, monkeypatch):
+    # Directories without subdirectories are listed by name only; links,
+    # directory-only patterns and path patterns must come out the same.
+    make(tmp_path, "a/.env", "a/b/x.pem", "a/b/keep.txt", "c/d/e/id_rsa", "target/y.txt", "c/d/secrets/z")
+    os.symlink(str(tmp_path / "target"), str(tmp_path / "a" / "b" / "link.pem"))
+    os.symlink(str(tmp_path / "a" / "b" / "x.pem"), str(tmp_path / "c" / "d" / "e" / "other.pem"))
+    os.mkdir(str(tmp_path / "c" / "empty"))
+    patterns = ["**/.env", "**/*.pem", "**/id_rsa", "**/secrets/", "c/d/**/z", "**/*.pem/"]
+    from ringfence.policy import globs
+
+    def every(matches_):
+        return sorted((m.path, m.is_dir, m.pattern, m.via_link) for m in matches_)
+
+    assert os.lstat(str(tmp_path / "a" / "b")).st_nlink == 2  # a leaf, where link counts are kept
+    shortcut = every(scan(str(tmp_path), patterns, None))
+    monkeypatch.setattr(globs, "_NLINK_FILESYSTEMS", set())
+    assert shortcut == every(scan(str(tmp_path), patterns, None))
+    assert (str(tmp_path / "target"), True, "**/*.pem/", True) in shortcut
+
+
+def test_leaf_shortcut_notices_a_subdirectory_made_during_the_listing(tmp_path, monkeypatch):
+    make(tmp_path, "a/x.txt")
+    real = os.listdir
+
+    def listdir_then_mkdir(path="."):
+        names = real(path)
+        if os.fspath(path).endswith("/a") and not os.path.exists(os.path.join(path, "late")):
+            make(tmp_path, "a/late/.env")
+        return names
+
+    monkeypatch.setattr(os, "listdir", listdir_then_mkdir)
+    assert found(scan(str(tmp_path), ["**/.env"], None)) == [str(tmp_path / "a" / "late" / ".env")]
 
 def test_listing_error_fails_closed_even_as_root(tmp_path, unlistable):
     make(tmp_path, "open/.env", "locked/inner/.env")

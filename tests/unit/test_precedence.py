@@ -222,3 +222,15 @@ def test_access_canonicalises_the_query_so_symlinks_meet_their_target(tmp_path):
     policy = FilesystemPolicy([_rule("/", READ, TIER_PROFILE), _rule(os.path.realpath(real), NONE, TIER_PROFILE)])
     assert policy.access(str(link / "inner")).access == NONE
     assert policy.access(str(link)).access == NONE
+
+
+@PROPERTY
+@given(RULES, CAPS)
+def test_shared_decider_agrees_with_single_decisions(rule_specs, cap_specs):
+    # The mount planner decides thousands of paths through one memo; any drift
+    # from the single-path answer would mount the wrong access.
+    policy = _policy(rule_specs, cap_specs)
+    decide = policy.decider()
+    for query in UNIVERSE[::-1] + UNIVERSE:
+        single, shared = policy.decide_canonical(query), decide(query)
+        assert (shared.access, shared.rule, shared.private) == (single.access, single.rule, single.private), query

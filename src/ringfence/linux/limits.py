@@ -7,9 +7,13 @@ of the run inherits them and none can escape by forking early.
 
 Process counts: RLIMIT_NPROC binds every user except the kernel's root (kuid
 0 is exempt in every user namespace), so a root run uses a pids cgroup
-instead. cgroup v2 delegation is not used yet: where no pids cgroup is
-available to root, the process cap cannot be enforced, and `status` and the
-event log say so (an explicitly configured cap is then refused).
+instead: cgroup v2 where the pids controller is enabled at the top of the
+unified hierarchy (systemd enables it there), else cgroup v1's pids
+hierarchy. Both name their files alike (pids.max, pids.events,
+cgroup.procs), so one code path serves them. An ordinary user keeps the
+rlimit, which needs no delegated subtree. Where root has neither, the process
+cap cannot be enforced, and `status` and the event log say so (an explicitly
+configured cap is then refused).
 """
 
 from __future__ import annotations
@@ -20,13 +24,54 @@ from .._record import Record
 from ..errors import PolicyError
 
 CGROUP_V1_PIDS = "/sys/fs/cgroup/pids"
+MOUNTINFO = "/proc/self/mountinfo"
+GROUP_PREFIX = "ringfence-"
+STALE_AFTER_S = 10
 
 
 class Mechanism(Record):
     """How the limits of a run are enforced: `processes` names the means
-    ("rlimit", "cgroup v1 pids" or None when it cannot be), `detail` explains."""
+    ("rlimit", "cgroup v2 pids", "cgroup v1 pids" or None when it cannot be),
+    `detail` explains, `group_parent` is where a run's pids cgroup is made."""
 
-    __slots__ = ("processes", "detail")
+    __slots__ = ("processes", "detail", "group_parent")
+    _defaults = {"group_parent": None}
+
+
+def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
+    """Where the unified (v2) hierarchy is mounted, if anywhere."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                fields = line.split()
+                separator = fields.index("-")
+                if fields[separator + 1] == "cgroup2":
+                    return fields[4].replace("\\040", " ")
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def pids_parents(mountinfo: str = MOUNTINFO, v1: str = CGROUP_V1_PIDS) -> list[tuple[str, str]]:
+    """(mechanism, directory) where root may make a pids cgroup, best first.
+
+    A v2 directory qualifies only if pids is already in its
+    cgroup.subtree_control: enabling it ourselves could fail half-way (a
+    group with processes of its own refuses) and would change the host's
+    hierarchy for everyone."""
+    found = []
+    mount = cgroup2_mount(mountinfo)
+    if mount:
+        try:
+            with open(os.path.join(mount, "cgroup.subtree_control")) as handle:
+                enabled = handle.read().split()
+        except OSError:
+            enabled = []
+        if "pids" in enabled and os.access(mount, os.W_OK):
+            found.append(("cgroup v2 pids", mount))
+    if os.path.isdir(v1) and os.access(v1, os.W_OK):
+        found.append(("cgroup v1 pids", v1))
+    return found
 
 
 def choose(limits) -> Mechanism:
@@ -34,16 +79,18 @@ def choose(limits) -> Mechanism:
         return Mechanism(None, "no process cap")
     if os.getuid() != 0:
         return Mechanism("rlimit", "RLIMIT_NPROC on the sandbox (counts its own processes and threads)")
-    if os.path.isdir(CGROUP_V1_PIDS) and os.access(CGROUP_V1_PIDS, os.W_OK):
-        return Mechanism("cgroup v1 pids", f"a pids cgroup under {CGROUP_V1_PIDS}")
-    return Mechanism(None, "not enforced: root is exempt from RLIMIT_NPROC and no pids cgroup is available")
+    for name, parent in pids_parents():
+        return Mechanism(name, f"a pids cgroup under {parent}", parent)
+    return Mechanism(None, "not enforced: root is exempt from RLIMIT_NPROC and no pids cgroup is available "
+                           "(cgroup v2 with pids enabled at the top, or cgroup v1's pids hierarchy)")
 
 
 def check_enforceable(limits, mechanism: Mechanism):
     if limits.processes is not None and mechanism.processes is None and limits.processes_explicit:
         raise PolicyError(f"[limits] processes = {limits.processes} cannot be enforced here: "
                           f"{mechanism.detail}",
-                          hint="run as an ordinary user, or mount the cgroup v1 pids controller")
+                          hint="run as an ordinary user, or enable the pids controller "
+                               "(cgroup v2: echo +pids > /sys/fs/cgroup/cgroup.subtree_control)")
 
 
 class Applied:
@@ -61,8 +108,8 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
     applied = Applied()
     if limits.processes is not None and mechanism.processes == "rlimit":
         resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
-    elif limits.processes is not None and mechanism.processes == "cgroup v1 pids":
-        group = os.path.join(CGROUP_V1_PIDS, f"ringfence-{run_id}")
+    elif limits.processes is not None and mechanism.group_parent:
+        group = os.path.join(mechanism.group_parent, f"{GROUP_PREFIX}{run_id}")
         os.mkdir(group)
         applied.cgroup = group
         _write(os.path.join(group, "pids.max"), str(limits.processes))
@@ -118,14 +165,27 @@ def _remove_group(group: str, wait: float) -> bool:
             time.sleep(0.01)
 
 
-def remove_stale_groups() -> list[str]:
+def remove_stale_groups(parents=None) -> list[str]:
     """Empty cgroups left by runs that were killed; called before a new run."""
     removed = []
-    try:
-        names = os.listdir(CGROUP_V1_PIDS)
-    except OSError:
-        return removed
-    for name in names:
-        if name.startswith("ringfence-") and _remove_group(os.path.join(CGROUP_V1_PIDS, name), wait=0):
-            removed.append(name)
+    for _name, parent in (pids_parents() if parents is None else parents):
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            continue
+        for name in names:
+            group = os.path.join(parent, name)
+            # A group made moments ago belongs to a run still moving its first
+            # process in: removing it would make that run fail to start.
+            if name.startswith(GROUP_PREFIX) and _age(group) > STALE_AFTER_S and _remove_group(group, wait=0):
+                removed.append(name)
     return removed
+
+
+def _age(path: str) -> float:
+    import time
+
+    try:
+        return time.time() - os.lstat(path).st_mtime
+    except OSError:
+        return 0.0

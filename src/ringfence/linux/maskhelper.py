@@ -21,6 +21,7 @@ command, or "E" and a message when something failed.
 """
 
 import ctypes
+import errno
 import os
 
 CLONE_NEWUSER = 0x10000000
@@ -30,6 +31,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 REPORT_FD, LIST_FD, SECCOMP_FD, SCRIPT_FD = 6, 5, 3, 7
+# Numbered alike on every architecture (they came after the syscall tables were unified).
+SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
+OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, AT_FDCWD = 1, 4, -100
 
 
 def fail(message):
@@ -62,6 +66,47 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
+def mask_all(libc, source, targets, classic=False):
+    """Bind `source` over every target, never through a symlink swapped in
+    meanwhile: the mount lands on the name itself."""
+    if not classic and _mask_with_detached_trees(libc, source, targets):
+        return
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    for target in targets:
+        try:
+            fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            fail(f"cannot open {target.decode(errors='replace')} to mask it: {exc.strerror}")
+        if libc.mount(source, f"/proc/self/fd/{fd}".encode(), None, MS_BIND, None) != 0:
+            fail(f"mask {target.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
+        os.close(fd)
+
+
+def _mask_with_detached_trees(libc, source, targets):
+    """open_tree + move_mount (Linux 5.2): a third fewer system calls than an
+    O_PATH open and a bind through /proc/self/fd, and no procfs lookup. False
+    when the kernel or a container's filter refuses them before any mount."""
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = None
+    for index, target in enumerate(targets):
+        tree = syscall(SYS_OPEN_TREE, AT_FDCWD, source, OPEN_TREE_CLONE | os.O_CLOEXEC)
+        if tree < 0:
+            error = ctypes.get_errno()
+            if index == 0 and error in (errno.ENOSYS, errno.EPERM):
+                return False
+            fail(f"mask {target.decode(errors='replace')}: {os.strerror(error)}")
+        # Without MOVE_MOUNT_T_SYMLINKS the last component is not followed.
+        result = syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)
+        error = ctypes.get_errno()
+        os.close(tree)
+        if result != 0:
+            if index == 0 and error in (errno.ENOSYS, errno.EPERM):
+                return False
+            fail(f"mask {target.decode(errors='replace')}: {os.strerror(error)}")
+    return True
+
+
 def main():
     os.close(SCRIPT_FD)  # this script, handed in as /dev/fd/7; the command must not inherit it
     fields = read_all(LIST_FD).split(b"\0")
@@ -71,22 +116,13 @@ def main():
     program = read_all(SECCOMP_FD)
 
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
     def check(result, what):
         if result != 0:
             fail(f"{what}: {os.strerror(ctypes.get_errno())}")
 
-    for target in targets:
-        # Mount onto the file actually opened, never through a symlink swapped in meanwhile.
-        try:
-            fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            fail(f"cannot open {target.decode(errors='replace')} to mask it: {exc.strerror}")
-        check(libc.mount(source, f"/proc/self/fd/{fd}".encode(), None, MS_BIND, None),
-              f"mask {target.decode(errors='replace')}")
-        os.close(fd)
+    mask_all(libc, source, targets)
 
     check(libc.unshare(CLONE_NEWUSER), "create the inner user namespace")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} 0 1"), ("gid_map", f"{gid} 0 1")):
@@ -113,4 +149,5 @@ def main():
         os._exit(127 if exc.errno == 2 else 126)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -54,14 +54,7 @@ def _kind_on_disk(path: str):
 
 
 def build_mount_plan(filesystem) -> MountPlan:
-    decisions: dict = {}
-
-    def decide(path):
-        # Siblings share parents: thousands of masks in one tree ask about the same directories.
-        decision = decisions.get(path)
-        if decision is None:
-            decision = decisions[path] = filesystem.decide_canonical(path)
-        return decision
+    decide = filesystem.decider()
     root = decide("/")
     steps: list[MountStep] = []
     tmpfs_root = root.access == NONE
@@ -106,8 +99,9 @@ def build_mount_plan(filesystem) -> MountPlan:
     index, capped = filesystem.index, filesystem.cap_index
     for path in ordered:
         rule = index.get(path)
+        on_disk = _kind_on_disk(path)
         if rule is not None and rule.access == NONE and path not in capped and path not in protected \
-                and _kind_on_disk(path) is None:
+                and on_disk is None:
             continue  # most credential rules name files this machine does not have
         here = decide(path)
         parent = decide(os.path.dirname(path))
@@ -118,7 +112,6 @@ def build_mount_plan(filesystem) -> MountPlan:
         if (here.access, here.private) == (parent.access, parent.private) and path not in protected:
             continue
         reason = _reason(here)
-        on_disk = _kind_on_disk(path)
         if here.private:
             if on_disk == "dir" or parent.access == NONE or parent.private:
                 steps.append(MountStep(TMPFS, path, mode=0o1777, reason=reason))

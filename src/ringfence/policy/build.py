@@ -246,10 +246,12 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
         if rule.access != NONE:
             reopened_above.update(ancestors(os.path.dirname(path)))
 
+    decide = provisional.decider()
+
     def denied_without_exceptions(path):
         if path in reopened_above:
             return False
-        decision = provisional.decide_canonical(path)
+        decision = decide(path)
         return decision.access == NONE and decision.rule is not None
 
     rules: list[PathRule] = []

@@ -126,13 +126,45 @@ class FilesystemPolicy:
             if current == "/":
                 break
             current = current.rpartition("/")[0] or "/"
-        if rule is None:
-            decision = Decision(path, NONE, None, False, "no rule covers this path")
-        else:
-            decision = Decision(path, rule.access, rule, rule.kind == "private", None)
-        if cap is not None and RANK[cap.access] < RANK[decision.access]:
-            decision = Decision(path, cap.access, cap.rule, False, None)
-        return decision
+        return _decision(path, rule, cap)
+
+    def decider(self):
+        """`decide_canonical` for many paths of one tree: each directory's
+        nearest rule and strictest cap are worked out once and shared by
+        everything below it (thousands of masks share a few hundred parents)."""
+        index, cap_index = self.index, self.cap_index
+        memo = {"/": (index.get("/"), cap_index.get("/"))}
+
+        def rule_and_cap(path):
+            found = memo.get(path)
+            if found is not None:
+                return found
+            chain = []
+            current = path
+            while found is None:
+                chain.append(current)
+                current = current.rpartition("/")[0] or "/"
+                found = memo.get(current)
+            rule, cap = found
+            for current in reversed(chain):
+                rule = index.get(current, rule)
+                own = cap_index.get(current)
+                # The nearer cap wins a tie, as in decide_canonical.
+                if own is not None and (cap is None or RANK[own.access] <= RANK[cap.access]):
+                    cap = own
+                memo[current] = (rule, cap)
+            return rule, cap
+
+        decisions: dict = {}
+
+        def decide(path: str) -> Decision:
+            decision = decisions.get(path)
+            if decision is None:
+                rule, cap = rule_and_cap(path)
+                decision = decisions[path] = _decision(path, rule, cap)
+            return decision
+
+        return decide
 
     def writable_roots(self) -> list[str]:
         """Paths where a rule grants writes to the host (private space excluded)."""
@@ -149,3 +181,13 @@ class FilesystemPolicy:
                 return (f"glob {glob.label} matches this path, but globs cover only the files "
                         "present when the run starts; this file was not there")
         return None
+
+
+def _decision(path, rule, cap) -> Decision:
+    if rule is None:
+        decision = Decision(path, NONE, None, False, "no rule covers this path")
+    else:
+        decision = Decision(path, rule.access, rule, rule.kind == "private", None)
+    if cap is not None and RANK[cap.access] < RANK[decision.access]:
+        decision = Decision(path, cap.access, cap.rule, False, None)
+    return decision

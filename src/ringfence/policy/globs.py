@@ -186,6 +186,9 @@ class _Matcher:
 # removed or renamed. Only there may an earlier scan be reused.
 _CTIME_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "f2fs", "zfs", "bcachefs", "overlay",
                       "jfs", "reiserfs", "nilfs2"}
+# Filesystems where a directory's link count is 2 + its subdirectories, so a
+# count of exactly 2 proves it has none (btrfs says 1; ext4 says 1 past 65,000).
+_NLINK_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "tmpfs"}
 # A directory changed this close to the previous scan may have changed again
 # within the same timestamp tick; it is always listed afresh.
 _RACY_NS = 2_000_000_000
@@ -242,10 +245,20 @@ class ScanCache:
         write_cache(self.path, marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
 
 
-def _list_directory(directory, relative_dir, matcher):
+def _list_directory(directory, relative_dir, matcher, leaf=False):
+    """Subdirectory names and (name, is_dir, is_link, pattern) matches of one
+    directory. `leaf` says the directory is known to hold no subdirectory: its
+    names alone are listed, and only the few candidates are stat'ed."""
     try:
-        with os.scandir(directory) as entries:
-            listing = list(entries)
+        if leaf:
+            names = os.listdir(directory)
+            if os.lstat(directory).st_nlink != 2:
+                leaf = False  # a subdirectory appeared meanwhile
+                with os.scandir(directory) as entries:
+                    listing = list(entries)
+        else:
+            with os.scandir(directory) as entries:
+                listing = list(entries)
     except OSError as exc:
         raise PolicyError(
             f"glob scan failed: cannot list {directory}: {exc.strerror}",
@@ -256,6 +269,27 @@ def _list_directory(directory, relative_dir, matcher):
     # full matcher runs. This loop is the whole cost of a cold scan.
     exact, tails, heads = matcher.exact, matcher.tails, matcher.heads
     check_all = matcher.always or bool(matcher.by_name or matcher.by_path)
+    if leaf:
+        candidates = names if check_all else [
+            name for name in names
+            if name in exact or (tails and name.endswith(tails)) or (heads and name.startswith(heads))]
+        for name in candidates:
+            path = f"{directory}/{name}"
+            try:
+                mode = os.lstat(path).st_mode
+            except FileNotFoundError:
+                continue  # removed since the listing: nothing left to mask
+            except OSError as exc:
+                raise PolicyError(f"glob scan failed at {path}: {exc.strerror}") from None
+            is_dir, is_link = stat.S_ISDIR(mode), stat.S_ISLNK(mode)
+            if is_dir:
+                # Created since the directory was stat'ed: the fast path's
+                # premise no longer holds, so list it the careful way.
+                return _list_directory(directory, relative_dir, matcher)
+            target_is_dir = is_link and os.path.isdir(path)
+            for pattern in matcher.match(name, relative_dir + name, target_is_dir):
+                matches.append((name, False, is_link, pattern))
+        return subdirs, matches
     for entry in listing:
         name = entry.name
         try:
@@ -295,7 +329,11 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     matcher = None  # built on the first directory that must be listed: a warm cache needs no regex
     cache_path = None
     key = (root, tuple(sorted(set(patterns))), max_depth, 2)
-    if cache_dir and _filesystem_type(root) in _CTIME_FILESYSTEMS:
+    filesystem = _filesystem_type(root)
+    # Only directories on the root's own filesystem take the leaf shortcut: a
+    # filesystem mounted below may count links differently.
+    leaf_device = os.lstat(root).st_dev if filesystem in _NLINK_FILESYSTEMS else None
+    if cache_dir and filesystem in _CTIME_FILESYSTEMS:
         cache_path = os.path.join(cache_dir, f"scan-{zlib.crc32(repr(key).encode()):08x}.bin")
     cache = ScanCache(cache_path, key)
     trusted_before = cache.previous_start - _RACY_NS
@@ -313,7 +351,8 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         else:
             if matcher is None:
                 matcher = _Matcher(sorted(set(patterns)))
-            subdirs, matches = _list_directory(directory, relative_dir, matcher)
+            leaf = info.st_nlink == 2 and info.st_dev == leaf_device
+            subdirs, matches = _list_directory(directory, relative_dir, matcher, leaf)
             # A directory whose ctime moved but whose listing says the same (a
             # file created and removed again) changes nothing worth rewriting.
             if record is None or record[2] != subdirs or record[3] != matches:

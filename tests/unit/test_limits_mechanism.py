@@ -1,0 +1,94 @@
+"""Which means caps a run's processes, decided from the host's cgroup layout.
+
+The hierarchies are fakes built in a temporary directory: this machine may
+have either cgroup version, and the choice must be right for both.
+"""
+
+import os
+import time
+
+import pytest
+
+from ringfence.errors import PolicyError
+from ringfence.linux import limits
+from ringfence.policy.limits import Limits
+
+
+def mountinfo(tmp_path, cgroup2_at=None):
+    lines = ["22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw"]
+    if cgroup2_at:
+        lines.append(f"30 22 0:26 / {cgroup2_at} rw,nosuid shared:4 - cgroup2 cgroup2 rw")
+    path = tmp_path / "mountinfo"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def unified(tmp_path, subtree="cpu memory pids"):
+    root = tmp_path / "unified"
+    root.mkdir()
+    (root / "cgroup.subtree_control").write_text(subtree + "\n")
+    return str(root)
+
+
+def test_v2_with_pids_enabled_comes_before_v1(tmp_path):
+    v2 = unified(tmp_path)
+    v1 = tmp_path / "v1pids"
+    v1.mkdir()
+    found = limits.pids_parents(mountinfo(tmp_path, v2), str(v1))
+    assert found == [("cgroup v2 pids", v2), ("cgroup v1 pids", str(v1))]
+
+
+def test_v2_without_pids_in_subtree_control_is_not_used(tmp_path):
+    # Enabling it ourselves would rewrite the host's hierarchy: never done.
+    v2 = unified(tmp_path, subtree="cpu memory")
+    assert limits.pids_parents(mountinfo(tmp_path, v2), str(tmp_path / "no-v1")) == []
+    assert (tmp_path / "unified" / "cgroup.subtree_control").read_text() == "cpu memory\n"
+
+
+def test_no_cgroups_at_all(tmp_path):
+    assert limits.pids_parents(mountinfo(tmp_path), str(tmp_path / "no-v1")) == []
+
+
+def test_root_takes_the_first_parent_and_an_ordinary_user_the_rlimit(tmp_path, monkeypatch):
+    v2 = unified(tmp_path)
+    monkeypatch.setattr(limits, "pids_parents", lambda: [("cgroup v2 pids", v2)])
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    chosen = limits.choose(Limits())
+    assert (chosen.processes, chosen.group_parent) == ("cgroup v2 pids", v2)
+    monkeypatch.setattr(os, "getuid", lambda: 1000)
+    assert limits.choose(Limits()).processes == "rlimit"
+
+
+def test_root_without_any_pids_cgroup_refuses_an_explicit_cap(monkeypatch):
+    monkeypatch.setattr(limits, "pids_parents", lambda: [])
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    default = limits.choose(Limits())
+    assert default.processes is None and "not enforced" in default.detail
+    limits.check_enforceable(Limits(), default)  # the built-in cap is reported, not fatal
+    with pytest.raises(PolicyError) as info:
+        limits.check_enforceable(Limits(processes=64, processes_explicit=True), default)
+    assert "cgroup.subtree_control" in info.value.hint
+
+
+def test_a_run_group_is_made_under_the_chosen_parent(tmp_path, monkeypatch):
+    parent = unified(tmp_path)
+    written = {}
+    monkeypatch.setattr(limits, "_write", lambda path, text: written.__setitem__(os.path.relpath(path, parent), text))
+    mechanism = limits.Mechanism("cgroup v2 pids", "test", parent)
+    applied = limits.apply(os.getpid(), Limits(processes=77), mechanism, "run1")
+    assert applied.cgroup == os.path.join(parent, "ringfence-run1")
+    assert written == {"ringfence-run1/pids.max": "77", "ringfence-run1/cgroup.procs": str(os.getpid())}
+    (tmp_path / "unified" / "ringfence-run1" / "pids.events").write_text("max 5\n")
+    assert limits.release(applied) == {"process_cap_hits": 5}
+
+
+def test_only_old_run_groups_are_swept(tmp_path):
+    parent = tmp_path / "pids"
+    for name in ("ringfence-old", "ringfence-new", "someone-else"):
+        (parent / name).mkdir(parents=True)
+    long_ago = time.time() - 3600
+    for name in ("ringfence-old", "someone-else"):
+        os.utime(parent / name, (long_ago, long_ago))
+    # A group made moments ago may be another run's, still moving its first process in.
+    assert limits.remove_stale_groups([("cgroup v1 pids", str(parent))]) == ["ringfence-old"]
+    assert sorted(os.listdir(parent)) == ["ringfence-new", "someone-else"]
