@@ -8,6 +8,8 @@ is a way a secret stays readable.
 import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ringfence.config import load_config
 from ringfence.errors import PolicyError
@@ -34,6 +36,46 @@ def matches(pattern, relative):
 def test_double_star_slash_matches_any_depth_including_none(relative, expected):
     assert matches("**/*.env", relative) is expected
 
+
+NAME_ALPHABET = "ab.*"
+
+
+@settings(max_examples=400, database=None, deadline=None)
+@given(st.lists(st.text(NAME_ALPHABET, min_size=1, max_size=6), min_size=1, max_size=5),
+       st.lists(st.text("ab.", min_size=1, max_size=7), min_size=1, max_size=8))
+def test_name_matcher_agrees_with_the_regex_reference(bodies, names):
+    # The scan's matcher skips the regex engine with prefilters and an index
+    # by extension; any name it drops that the regex accepts is an unmasked secret.
+    from ringfence.policy.globs import _Matcher
+
+    patterns = sorted({f"**/{body}" for body in bodies})
+    matcher = _Matcher(patterns)
+    # Random names rarely match; names made from the patterns always do.
+    names += [body.replace("*", fill) for body in bodies for fill in ("", "b.a")]
+    for name in names:
+        expected = sorted(p for p in patterns if compile_pattern(p).fullmatch(name))
+        assert sorted(matcher.match(name, name, False)) == expected, name
+
+@settings(max_examples=400, database=None, deadline=None)
+@given(st.lists(st.text(NAME_ALPHABET, min_size=1, max_size=5), min_size=1, max_size=5),
+       st.lists(st.text("ab.", min_size=1, max_size=6), max_size=12))
+def test_candidate_prefilter_keeps_every_name_a_pattern_could_match(bodies, names):
+    # Leaf directories are filtered on one joined string; a name dropped there
+    # is never looked at again.
+    from ringfence.policy.globs import _Matcher
+
+    patterns = sorted({f"**/{body}" for body in bodies})
+    matcher = _Matcher(patterns)
+    if matcher.always or matcher.by_name or matcher.by_path:
+        return  # such a matcher looks at every name; there is nothing to filter
+    names = sorted({name for name in names + [body.replace("*", fill) for body in bodies for fill in ("", "a.b")]
+                    if name})
+    candidates = matcher.candidates(names)
+    assert {name for name in names if matcher.match(name, name, True)} <= set(candidates)
+    # ... and exactly the names the per-name test would have let through.
+    assert candidates == sorted(name for name in names if name in matcher.exact
+                                or (matcher.tails and name.endswith(matcher.tails))
+                                or (matcher.heads and name.startswith(matcher.heads)))
 
 @pytest.mark.parametrize("relative, expected", [
     ("key.pem", True),

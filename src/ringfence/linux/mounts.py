@@ -88,21 +88,39 @@ def build_mount_plan(filesystem) -> MountPlan:
     ordered = sorted(interesting, key=lambda p: (depth(p), p))
     # Directories with something visible below them need a traversable mask.
     reopened_above = set()
+    index, capped = filesystem.index, filesystem.cap_index
+
+    def denied_by_own_rule(path, rule):
+        # A path with its own `none` rule is denied whatever lies above it (a
+        # cap only ever lowers access): thousands of glob masks need no
+        # decision of their own, only their directory's.
+        return rule is not None and rule.access == NONE and rule.kind != "private" \
+            and path not in capped and path not in protected and path not in anchors
+
     for path in ordered:
-        if decide(path).access != NONE:
+        if not denied_by_own_rule(path, index.get(path)) and decide(path).access != NONE:
             parent = os.path.dirname(path)
             while parent not in reopened_above and parent != "/":
                 reopened_above.add(parent)
                 parent = os.path.dirname(parent)
     placeholders = []
     late: list[MountStep] = []
-    index, capped = filesystem.index, filesystem.cap_index
     for path in ordered:
         rule = index.get(path)
         on_disk = _kind_on_disk(path)
-        if rule is not None and rule.access == NONE and path not in capped and path not in protected \
-                and on_disk is None:
-            continue  # most credential rules name files this machine does not have
+        if denied_by_own_rule(path, rule):
+            if on_disk is None:
+                continue  # most credential rules name files this machine does not have
+            parent = decide(path.rpartition("/")[0] or "/")
+            if parent.access == NONE and not parent.private:
+                continue  # hidden with its directory already
+            if on_disk == "dir":
+                reopened = path in reopened_above
+                steps.append(MountStep(MASK_DIR, path, mode=0o111 if reopened else 0o000, reason=rule.describe()))
+                late.append(MountStep(REMOUNT_RO, path, reason=rule.describe()))
+            else:
+                steps.append(MountStep(MASK_FILE, path, reason=rule.describe()))
+            continue
         here = decide(path)
         parent = decide(os.path.dirname(path))
         if path in anchors:
