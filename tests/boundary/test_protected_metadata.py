@@ -80,3 +80,37 @@ def test_gitdir_target_of_a_worktree_is_protected(scene):
     scene.sh(f"echo evil > {target}; echo 'gitdir: /elsewhere' > .git", cwd=os.path.join(scene.ws, "wt"))
     assert open(target).read() == before
     assert open(os.path.join(scene.ws, "wt", ".git")).read().strip().endswith(gitdir.split("/")[-1])
+
+
+def test_a_workspace_the_user_cannot_write_runs_without_placeholders(ordinary_scene):
+    # Nothing can be created there by this user, so nothing needs a
+    # placeholder; trying to make one used to end the run with a traceback.
+    scene = ordinary_scene
+    if os.getuid() == 0:
+        workspace = os.path.join(scene.base, "root-owned")
+        os.mkdir(workspace, 0o755)
+    else:
+        workspace = "/usr/share"
+    before = sorted(os.listdir(workspace))
+    control = scene.sh("mkdir .vscode", sandbox=False, cwd=workspace)
+    assert control.returncode != 0, "control: the user can write there after all"
+    result = scene.sh("mkdir .vscode 2>/dev/null; echo ran", cwd=workspace)
+    assert result.returncode == 0 and "ran" in result.stdout, result.stderr
+    assert sorted(os.listdir(workspace)) == before
+
+
+def test_an_owned_read_only_workspace_refuses_to_run(ordinary_scene):
+    # Its owner can make it writable again from inside, so the protected names
+    # still need placeholders, and none can be made: refuse, and say so.
+    scene = ordinary_scene
+    os.chmod(scene.ws, 0o555)
+    try:
+        control = scene.sh("chmod u+w . && mkdir .vscode && rmdir .vscode && chmod u-w .", sandbox=False)
+        assert control.returncode == 0, control.stderr
+        result = scene.sh("chmod u+w . && mkdir .vscode")
+        assert result.returncode == 125, (result.returncode, result.stderr)
+        assert "cannot create the placeholder" in result.stderr and "Traceback" not in result.stderr
+        assert not scene.exists("ws/.vscode")
+    finally:
+        os.chmod(scene.ws, 0o755)
+

@@ -1,5 +1,7 @@
 """Reading what the policy denies: a `none` path and a glob-denied file."""
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.boundary
@@ -50,3 +52,28 @@ def test_read_a_glob_denied_file(scene):
                       "mv config/prod.secret moved; cat moved >> leak.txt")
     assert not leaked(scene, result)
     assert scene.read("ws/config/prod.secret") == SECRET
+
+
+def test_a_subtree_nobody_here_can_enter_does_not_stop_the_scan(ordinary_scene):
+    # A directory of another user's, mode 700 (a database volume, say): no
+    # process of this user reaches into it, so the secret scan passes it by
+    # instead of refusing to run. One that can be entered (711) still stops it.
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a directory owned by another user")
+    scene = ordinary_scene
+    for name, mode in (("closed", 0o700), ("enterable", 0o711)):
+        os.mkdir(os.path.join(scene.ws, name), 0o755)
+        with open(os.path.join(scene.ws, name, ".env"), "w") as handle:
+            handle.write("TOKEN=volume-secret\n")
+        os.chmod(os.path.join(scene.ws, name), mode)
+    os.chmod(os.path.join(scene.ws, "enterable"), 0o700)
+    control = scene.sh("cat closed/.env", sandbox=False)
+    assert control.returncode != 0
+    result = scene.sh("cat closed/.env; echo ran")
+    assert "ran" in result.stdout and "volume-secret" not in result.stdout, result.stderr
+    os.chmod(os.path.join(scene.ws, "enterable"), 0o711)
+    control = scene.sh("cat enterable/.env", sandbox=False)
+    assert "volume-secret" in control.stdout, "control: the file opens by name"
+    result = scene.sh("cat enterable/.env")
+    assert result.returncode == 125 and "glob scan failed" in result.stderr
+    assert "volume-secret" not in result.stdout

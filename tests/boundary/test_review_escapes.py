@@ -116,6 +116,27 @@ def test_concurrent_runs_keep_each_others_protection(scene):
     assert not scene.exists("ws/.vscode/tasks.json"), second.stderr
 
 
+def test_concurrent_runs_keep_folders_made_for_a_nested_placeholder(scene):
+    """core.hooksPath names tools/hooks and neither exists: run A makes both.
+    Run B, starting while A lasts, sees them as existing; A ending must remove
+    neither while B has them mounted."""
+    scene.git("init", "-q")
+    scene.git("config", "core.hooksPath", "tools/hooks")
+    first = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
+                             cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, **(
+                                 {} if scene.user.is_current else
+                                 {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}))
+    deadline = time.time() + 20
+    while not scene.exists("ws/tools/hooks"):
+        assert time.time() < deadline
+        time.sleep(0.05)
+    second = scene.sh("for i in $(seq 60); do [ -e tools/hooks ] || break; sleep 0.1; done; "
+                      "mkdir -p tools/hooks; echo evil > tools/hooks/pre-commit")
+    first.wait(timeout=30)
+    assert not scene.exists("ws/tools/hooks/pre-commit"), second.stderr
+    assert not scene.exists("ws/tools"), "the last run out removes what was made"
+
+
 def test_running_from_home_is_refused(scene):
     result = scene.sh("touch ran", cwd=scene.home)
     assert result.returncode == 125

@@ -162,8 +162,13 @@ def test_hooks_path_target_is_protected(scene):
     scene.sh("mkdir -p tools/hooks && echo evil > tools/hooks/pre-commit", sandbox=False)
     assert scene.exists("ws/tools/hooks/pre-commit"), "control could not create the hook"
     subprocess.run(["rm", "-rf", os.path.join(scene.ws, "tools")], check=True)
-    scene.sh("mkdir -p tools/hooks; echo evil > tools/hooks/pre-commit")
-    assert not scene.exists("ws/tools/hooks/pre-commit")
+    # Neither the hooks folder nor its parent exists: both are made for the
+    # run, the parent as a mount point that cannot be renamed away.
+    result = scene.sh("mkdir -p tools/hooks; echo evil > tools/hooks/pre-commit; "
+                      "mv tools moved && mkdir -p tools/hooks && echo evil > tools/hooks/pre-commit; echo ran")
+    assert "ran" in result.stdout, result.stderr
+    assert not scene.exists("ws/tools/hooks/pre-commit") and not scene.exists("ws/moved")
+    assert not scene.exists("ws/tools"), "the folders made for the run stay behind"
 
 
 def test_no_new_user_namespace(scene):

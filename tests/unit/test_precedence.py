@@ -234,3 +234,9 @@ def test_shared_decider_agrees_with_single_decisions(rule_specs, cap_specs):
     for query in UNIVERSE[::-1] + UNIVERSE:
         single, shared = policy.decide_canonical(query), decide(query)
         assert (shared.access, shared.rule, shared.private) == (single.access, single.rule, single.private), query
+
+
+def test_shared_decider_keeps_the_nearer_of_two_equal_caps():
+    policy = _policy([("/w", WRITE, TIER_PROFILE)], [("/w", READ), ("/w/a", READ)])
+    decide = policy.decider()
+    assert decide("/w/a/b").rule.path == policy.decide_canonical("/w/a/b").rule.path == "/w/a"

@@ -19,6 +19,8 @@ from __future__ import annotations
 import fcntl
 import os
 
+from ..errors import PolicyError
+
 
 def _record_name(path: str) -> str:
     # Two 32-bit checksums: names need only be distinct, and zlib is already
@@ -27,6 +29,16 @@ def _record_name(path: str) -> str:
 
     data = path.encode("utf-8", "surrogateescape")
     return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
+
+
+def _lock_key(path: str, paths: list[str]) -> str:
+    """The workspace record that lists `path`: its parent's, or, for a
+    directory made only to hold a deeper placeholder, that placeholder's
+    parent's. Every run that mounts the deeper one holds that record (it
+    names the same parent whether or not the directories exist yet), so no
+    run removes a directory another still has mounted."""
+    below = [other for other in paths if other.startswith(path + "/")]
+    return os.path.dirname(max(below, key=len) if below else path)
 
 
 class Placeholders:
@@ -46,17 +58,21 @@ class Placeholders:
         name = _record_name(parent)
         return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + ".paths")
 
-    def acquire(self, paths) -> list[str]:
+    def acquire(self, paths, hold=()) -> list[str]:
         """Hold the lock of every path's workspace while the run lasts, and create
-        a placeholder for each path that is missing; return those created here.
+        a placeholder for each of `paths` that is missing; return those created here.
 
-        Paths that exist are locked too: one may be another run's placeholder,
-        which that run must not remove while this one has it mounted."""
+        The protected entries in `hold` are locked but never created: one may
+        be another run's placeholder, which that run must not remove while
+        this one has it mounted."""
         by_parent: dict[str, list[str]] = {}
+        paths = list(paths)
         for path in paths:
             if path in self.created and os.path.isdir(path):
                 continue
-            by_parent.setdefault(os.path.dirname(path), []).append(path)
+            by_parent.setdefault(_lock_key(path, paths), []).append(path)
+        for path in hold:
+            by_parent.setdefault(os.path.dirname(path), [])
         if not by_parent:
             return []
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -75,14 +91,25 @@ class Placeholders:
                     mine.append(path)
                 except FileExistsError:
                     pass  # another run's placeholder (already recorded), or the user's own
+                except OSError as exc:
+                    self._record(record_path, mine)
+                    raise PolicyError(
+                        f"cannot create the placeholder that keeps {path} from being created in the "
+                        f"sandbox: {exc.strerror}",
+                        hint=f"make {parent} writable (the sandbox could make it writable itself, as its "
+                             "owner), or run with --sandbox read-only") from None
             # Only what this run created is recorded, so a user's own empty
             # directory is never taken for a placeholder and removed.
-            if mine:
-                with open(record_path, "a", encoding="utf-8", errors="surrogateescape") as record:
-                    record.write("".join(path + "\n" for path in mine))
+            self._record(record_path, mine)
             created += mine
         self.created.update(created)
         return created
+
+    @staticmethod
+    def _record(record_path: str, mine: list[str]):
+        if mine:
+            with open(record_path, "a", encoding="utf-8", errors="surrogateescape") as record:
+                record.write("".join(path + "\n" for path in mine))
 
     def release(self) -> list[str]:
         """Drop our locks; the last run out removes the placeholders. Returns removed paths."""
@@ -139,7 +166,7 @@ def _clean(record_path: str) -> list[str]:
             paths = {line.rstrip("\n") for line in record if line.strip()}
     except OSError:
         return removed
-    for path in sorted(paths):
+    for path in sorted(paths, reverse=True):  # what is inside a directory goes before it
         try:
             os.rmdir(path)
             removed.append(path)

@@ -199,7 +199,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     spawned = None
     finished = False
     try:
-        placeholders.acquire([path for path, _kind in plan.placeholders] + list(plan.mounts.shared))
+        placeholders.acquire([path for path, _kind in plan.placeholders], hold=plan.mounts.shared)
         seccomp_read, seccomp_write = os.pipe()
         to_close.append(seccomp_read)
         os.write(seccomp_write, plan.seccomp_program)

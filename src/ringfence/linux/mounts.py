@@ -22,6 +22,7 @@ RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACE
 
 # bwrap builds these itself; rules inside them cannot be honoured by mounts.
 KERNEL_TREES = ("/proc", "/dev")
+ANCHOR_REASON = "holds protected paths: a mount point cannot be renamed away"
 
 
 class MountStep(Record):
@@ -104,6 +105,7 @@ def build_mount_plan(filesystem) -> MountPlan:
                 reopened_above.add(parent)
                 parent = os.path.dirname(parent)
     placeholders = []
+    planned: set = set()
     late: list[MountStep] = []
     for path in ordered:
         rule = index.get(path)
@@ -124,8 +126,7 @@ def build_mount_plan(filesystem) -> MountPlan:
         here = decide(path)
         parent = decide(os.path.dirname(path))
         if path in anchors:
-            steps.append(MountStep(BIND, path, path, reason="holds protected paths: a mount point cannot be "
-                                                            "renamed away"))
+            steps.append(MountStep(BIND, path, path, reason=ANCHOR_REASON))
             continue
         if (here.access, here.private) == (parent.access, parent.private) and path not in protected:
             continue
@@ -143,11 +144,21 @@ def build_mount_plan(filesystem) -> MountPlan:
                 steps.append(MountStep(MASK_FILE, path, reason=reason))
             continue
         if on_disk is None:
-            if path in protected and parent.access == WRITE and not parent.private \
-                    and os.path.isdir(os.path.dirname(path)):
-                kind = protected[path][0]
-                placeholders.append((path, kind))
-                steps.append(MountStep(PLACEHOLDER, path, source=kind, reason=reason))
+            if path in protected and parent.access == WRITE and not parent.private:
+                missing = _missing_directories_above(path)
+                existing = os.path.dirname(missing[0] if missing else path)
+                if _sandbox_could_create_in(existing):
+                    # Directories missing above it are made too, each a mount
+                    # point, so that none can be renamed away with the
+                    # placeholder inside and the name made anew.
+                    for directory in missing:
+                        if directory not in planned:
+                            planned.add(directory)
+                            placeholders.append((directory, "dir"))
+                            steps.append(MountStep(BIND, directory, directory, reason=ANCHOR_REASON))
+                    kind = protected[path][0]
+                    placeholders.append((path, kind))
+                    steps.append(MountStep(PLACEHOLDER, path, source=kind, reason=reason))
             continue
         if here.access == READ:
             steps.append(MountStep(RO_BIND, path, path, reason=reason))
@@ -167,6 +178,39 @@ def build_mount_plan(filesystem) -> MountPlan:
     return MountPlan(tuple(steps + late), tuple(placeholders), tmpfs_root, shared)
 
 
+def _sandbox_could_create_in(directory: str) -> bool:
+    """Whether the sandbox could create an entry in `directory` (a writable
+    root): it runs as this user with these groups and no capabilities, so
+    only if this user can, or owns the directory (an owner may make it
+    writable again). Where it cannot, a missing protected name needs no
+    placeholder, and none could be made."""
+    if not os.path.isdir(directory):
+        return False
+    if os.access(directory, os.W_OK | os.X_OK):
+        return True
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return False
+        return os.stat(directory).st_uid == os.geteuid()
+    except OSError:
+        return True  # unknown: plan the placeholder, and let making it report the problem
+
+
+def _missing_directories_above(path: str) -> list[str]:
+    """The directories above `path` that do not exist, outermost first. A file
+    or link where one of them should be is refused: the sandbox could delete
+    it and make the directory, and nothing could be mounted there first."""
+    missing = []
+    current = os.path.dirname(path)
+    while current != "/" and not os.path.isdir(current):
+        if os.path.lexists(current):
+            raise PolicyError(f"{current} is not a directory, but the protected path {path} lies below it",
+                              hint=f"remove or rename {current}, or change the setting that names {path}")
+        missing.append(current)
+        current = os.path.dirname(current)
+    return missing[::-1]
+
+
 def _anchors(filesystem, protected, decide) -> set:
     """Writable directories between a protected path and the mount of its
     writable root. A protected entry is a read-only mount; renaming a plain
@@ -181,9 +225,13 @@ def _anchors(filesystem, protected, decide) -> set:
             if rule is not None and rule.access == WRITE:
                 break  # the writable root itself: already a mount point
             here = decide(current)
-            if here.access != WRITE or here.private or not os.path.isdir(current):
+            if here.access != WRITE or here.private:
                 break
-            anchors.add(current)
+            if os.path.isdir(current):
+                anchors.add(current)
+            elif os.path.lexists(current):
+                break
+            # (a missing directory is made with the placeholder, and anchored then)
             current = os.path.dirname(current)
     return anchors
 

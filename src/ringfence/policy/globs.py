@@ -283,6 +283,17 @@ class ScanCache:
         write_cache(self.path, marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
 
 
+def _unreachable(directory: str) -> bool:
+    """A directory this user can neither list nor enter, and does not own (so
+    cannot chmod): nothing below it is reachable, with or without the
+    sandbox, which runs as this user without capabilities. A directory that
+    can be entered but not listed is not: its files open by name."""
+    try:
+        return not os.access(directory, os.X_OK) and os.stat(directory).st_uid != os.geteuid()
+    except OSError:
+        return False
+
+
 def _list_directory(directory, relative_dir, matcher, leaf=False):
     """Subdirectory names and (name, is_dir, is_link, pattern) matches of one
     directory. `leaf` says the directory is known to hold no subdirectory: its
@@ -298,6 +309,8 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
             with os.scandir(directory) as entries:
                 listing = list(entries)
     except OSError as exc:
+        if isinstance(exc, PermissionError) and _unreachable(directory):
+            return [], []
         raise PolicyError(
             f"glob scan failed: cannot list {directory}: {exc.strerror}",
             hint=f"make it readable, deny it with a rule (\"{directory}\" = \"none\"), "
