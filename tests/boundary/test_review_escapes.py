@@ -100,16 +100,22 @@ def test_home_inside_a_writable_root_keeps_ringfence_config_read_only(scene):
     assert scene.read("outside/target.txt") == "original\n", "the next run must still be sandboxed"
 
 
-def test_concurrent_runs_keep_each_others_protection(scene):
-    """Run B shares run A's placeholder; A ending must not leave B unprotected."""
-    first = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
-                             cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, **(
-                                 {} if scene.user.is_current else
-                                 {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}))
+def _run_in_background_until(scene, placeholder: str) -> subprocess.Popen:
+    """Start a two-second run and return once its placeholder exists."""
+    run = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
+                           cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, **(
+                               {} if scene.user.is_current else
+                               {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}))
     deadline = time.time() + 20
-    while not scene.exists("ws/.vscode"):
+    while not scene.exists(placeholder):
         assert time.time() < deadline
         time.sleep(0.05)
+    return run
+
+
+def test_concurrent_runs_keep_each_others_protection(scene):
+    """Run B shares run A's placeholder; A ending must not leave B unprotected."""
+    first = _run_in_background_until(scene, "ws/.vscode")
     second = scene.sh("for i in $(seq 60); do [ -e .vscode ] || break; sleep 0.1; done; "
                       "mkdir -p .vscode; echo evil > .vscode/tasks.json")
     first.wait(timeout=30)
@@ -122,14 +128,7 @@ def test_concurrent_runs_keep_folders_made_for_a_nested_placeholder(scene):
     neither while B has them mounted."""
     scene.git("init", "-q")
     scene.git("config", "core.hooksPath", "tools/hooks")
-    first = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", "sleep", "2"],
-                             cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL, **(
-                                 {} if scene.user.is_current else
-                                 {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}))
-    deadline = time.time() + 20
-    while not scene.exists("ws/tools/hooks"):
-        assert time.time() < deadline
-        time.sleep(0.05)
+    first = _run_in_background_until(scene, "ws/tools/hooks")
     second = scene.sh("for i in $(seq 60); do [ -e tools/hooks ] || break; sleep 0.1; done; "
                       "mkdir -p tools/hooks; echo evil > tools/hooks/pre-commit")
     first.wait(timeout=30)
