@@ -155,7 +155,7 @@ def report_new_repositories(policy, known: set, events) -> list[str]:
     from ..policy.globs import entries_named
 
     found = []
-    for snapshot in policy.filesystem.snapshots.values():
+    for snapshot in policy.filesystem.writable_snapshots():
         found += [path for path in entries_named(snapshot, ".git") if path not in known]
     if found:
         known.update(found)

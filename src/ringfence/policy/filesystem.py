@@ -80,7 +80,8 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
-    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "_frozen")
+    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "_writable_snapshots",
+                 "_frozen")
 
     def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None):
         index: dict[str, PathRule] = {}
@@ -101,6 +102,7 @@ class FilesystemPolicy:
         object.__setattr__(self, "protected", tuple(protected))
         # root -> {directory: (inode, ctime, subdirectories)} as the start-of-run scan saw them
         object.__setattr__(self, "snapshots", dict(snapshots or {}))
+        object.__setattr__(self, "_writable_snapshots", None)
         object.__setattr__(self, "_frozen", True)
 
     def __setattr__(self, name, value):
@@ -165,6 +167,19 @@ class FilesystemPolicy:
             return decision
 
         return decide
+
+    def writable_snapshots(self) -> list[dict]:
+        """The start-of-run snapshots, less the directories the sandbox sees
+        read-only, hidden or private: nothing it does can appear in those on
+        the host. (In a repository that is most of them: `.git/objects`.)"""
+        if self._writable_snapshots is None:
+            decide = self.decider()
+            kept = []
+            for snapshot in self.snapshots.values():
+                kept.append({directory: seen for directory, seen in snapshot.items()
+                             if decide(directory).access == WRITE and not decide(directory).private})
+            object.__setattr__(self, "_writable_snapshots", kept)
+        return self._writable_snapshots
 
     def writable_roots(self) -> list[str]:
         """Paths where a rule grants writes to the host (private space excluded)."""
