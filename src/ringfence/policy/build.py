@@ -9,7 +9,7 @@ import os
 from ..errors import ConfigError, PolicyError
 from ..paths import ancestors, canonical, expand_home, is_within, symlink_components
 from ..state import state_dir
-from . import Policy
+from . import Policy, gitconfig
 from .commands import ALLOW, FORBIDDEN, CommandRule, CommandRules
 from .environment import EnvironmentPolicy
 from .filesystem import (NONE, READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap,
@@ -345,30 +345,6 @@ def _protected_entries(writable_roots, names, home, env):
     return entries
 
 
-def _read_git_config(path: str):
-    """(section, key, value) for each setting of one git config file, in order.
-    Only what matters here is understood: sections, keys, quoted values."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = handle.readlines()
-    except OSError:
-        return []
-    settings, section = [], None
-    for line in lines:
-        text = line.strip()
-        if not text or text[0] in "#;":
-            continue
-        if text.startswith("["):
-            section = text[1:text.find("]")].strip().split(None, 1)[0].lower() if "]" in text else None
-            continue
-        name, _, value = text.partition("=")
-        value = value.split(" #")[0].split(" ;")[0].strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        settings.append((section, name.strip().lower(), value))
-    return settings
-
-
 def _git_config_chain(root: str, home: str, env: dict) -> list[str]:
     """Every config file git reads for the repository at `root`, includes
     followed (conditional ones too: protecting a file git might not read is
@@ -385,8 +361,8 @@ def _git_config_chain(root: str, home: str, env: dict) -> list[str]:
         if depth > 10 or path in chain:
             return
         chain.append(path)
-        for section, key, value in _read_git_config(path):
-            if section in ("include", "includeif") and key == "path" and value:
+        for section, key, value in gitconfig.read(path):
+            if (section == "include" or section.startswith("includeif.")) and key == "path" and value:
                 target = expand_home(value, home)
                 if not os.path.isabs(target):
                     target = os.path.join(os.path.dirname(path), target)
@@ -401,7 +377,7 @@ def _hooks_path(root: str, home: str, chain: list[str]) -> str | None:
     """Where git looks for this repository's hooks when core.hooksPath moves them."""
     value = None
     for path in chain:
-        for section, key, setting in _read_git_config(path):
+        for section, key, setting in gitconfig.read(path):
             if section == "core" and key == "hookspath":
                 value = setting
     if not value:
