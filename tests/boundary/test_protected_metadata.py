@@ -2,6 +2,7 @@
 workspace, and cannot be created when they are missing."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -114,3 +115,45 @@ def test_an_owned_read_only_workspace_refuses_to_run(ordinary_scene):
     finally:
         os.chmod(scene.ws, 0o755)
 
+
+
+@pytest.mark.parametrize("setting", ["hooks", "include", "gitdir"])
+def test_protected_git_paths_behind_a_swappable_link_are_refused(scene, setting):
+    # The link's target would be protected, not its name: the sandbox could
+    # swap the link for a folder of its own that git on the host then reads.
+    scene.mkdir("ws/real")
+    os.symlink("real", os.path.join(scene.ws, "link"))
+    if setting == "gitdir":
+        scene.git("init", "-q", "--separate-git-dir", os.path.join(scene.ws, "real", "repo.git"), scene.ws)
+        with open(os.path.join(scene.ws, ".git"), "w") as handle:
+            handle.write("gitdir: link/repo.git\n")
+        planted = "link/repo.git/config"
+    else:
+        scene.git("init", "-q")
+        if setting == "hooks":
+            scene.git("config", "core.hooksPath", "link")
+            planted = "link/pre-commit"
+        else:
+            scene.git("config", "include.path", "../link/extra.gitconfig")
+            planted = "link/extra.gitconfig"
+    swap = f"rm link && mkdir -p {os.path.dirname(planted)} && echo planted >> {planted}"
+    control = scene.sh(swap, sandbox=False)
+    assert control.returncode == 0 and scene.exists(f"ws/{planted}"), control.stderr
+    subprocess.run(["rm", "-rf", os.path.join(scene.ws, "link")], check=True)
+    os.symlink("real", os.path.join(scene.ws, "link"))
+    result = scene.sh(swap)
+    assert result.returncode == 125 and "could replace" in result.stderr, result.stderr
+    assert os.path.islink(os.path.join(scene.ws, "link"))
+
+
+def test_a_writable_root_inside_another_cannot_be_renamed_away(scene):
+    scene.git("init", "-q")
+    scene.mkdir("ws/sub")
+    scene.config(f'[sandbox_workspace_write]\nwritable_roots = ["{scene.ws}/sub"]\n')
+    attack = "mv sub sub2 && mkdir -p sub/.vscode && echo '{}' > sub/.vscode/tasks.json"
+    control = scene.sh(attack, sandbox=False)
+    assert control.returncode == 0 and scene.exists("ws/sub/.vscode/tasks.json"), control.stderr
+    subprocess.run(["rm", "-rf", os.path.join(scene.ws, "sub"), os.path.join(scene.ws, "sub2")], check=True)
+    scene.mkdir("ws/sub")
+    scene.sh(attack)
+    assert not scene.exists("ws/sub/.vscode/tasks.json") and not scene.exists("ws/sub2")

@@ -329,3 +329,16 @@ def test_timeout_kills_a_grandchild_that_ignores_sigterm(scene):
     assert subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).stdout == b""
     time.sleep(1)
     assert not scene.exists("ws/survived")
+
+
+def test_running_from_inside_a_credentials_folder_is_refused(scene):
+    # With no project marker the working directory becomes the workspace; its
+    # rule would be more specific than the credential layer's and open it.
+    key = scene.write("home/.ssh/id_rsa", "ssh-secret")
+    control = scene.sh("cat id_rsa; echo evil >> authorized_keys", sandbox=False, cwd=os.path.dirname(key))
+    assert "ssh-secret" in control.stdout
+    os.unlink(os.path.join(os.path.dirname(key), "authorized_keys"))
+    result = scene.sh("cat id_rsa; echo evil >> authorized_keys", cwd=os.path.dirname(key))
+    assert result.returncode == 125 and "ssh-secret" not in result.stdout
+    assert "lies in" in result.stderr and "fix:" in result.stderr
+    assert not scene.exists("home/.ssh/authorized_keys")

@@ -387,3 +387,22 @@ def test_stricter_of_two_matching_globs_wins(project):
     policy = project.build('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
                            '":project_roots" = { "." = "write", "**/*.txt" = "read", "**/private*" = "none" }\n')
     assert project.access(policy, "private.txt") == NONE
+
+
+def test_an_unreachable_directory_is_never_cached_as_empty(tmp_path, monkeypatch, unlistable):
+    # Reachability depends on this user's groups, which no ctime records: a
+    # directory passed by once must be looked at again on the next scan.
+    from ringfence.policy import globs
+
+    make(tmp_path, "ws/team/.env")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    import time
+
+    time.sleep(2.1)  # older than the cache's racy window, so unchanged directories are trusted
+    root = str(tmp_path / "ws")
+    unlistable.add(os.path.join(root, "team"))
+    monkeypatch.setattr(globs, "_unreachable", lambda directory: True)
+    assert scan(root, ["**/.env"], None, cache_dir=str(cache)) == []
+    unlistable.clear()
+    assert found(scan(root, ["**/.env"], None, cache_dir=str(cache))) == [os.path.join(root, "team", ".env")]

@@ -223,7 +223,12 @@ def _anchors(filesystem, protected, decide) -> set:
         while current != "/" and current not in anchors:
             rule = filesystem.index.get(current)
             if rule is not None and rule.access == WRITE:
-                break  # the writable root itself: already a mount point
+                # The writable root itself. It is a mount point of its own
+                # only where its parent is not writable too; a root nested in
+                # another one could otherwise be renamed away, protections and all.
+                if not decide(current).private:
+                    anchors.add(current)
+                break
             here = decide(current)
             if here.access != WRITE or here.private:
                 break

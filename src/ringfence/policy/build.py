@@ -316,14 +316,26 @@ def _protected_entries(writable_roots, names, home, env):
     def writable(path):
         return any(is_within(path, root) for root in writable_roots)
 
+    def refuse_swappable_links(spelled: str, what: str, hint: str):
+        # A name reached through a link the sandbox can replace is protected
+        # only where the link pointed at the start: the sandbox swaps the link
+        # for a directory of its own, and git on the host reads that instead.
+        for link in symlink_components(spelled):
+            if writable(os.path.dirname(link)):
+                raise PolicyError(f"{what} {spelled} is reached through the symlink {link}, which the sandbox "
+                                  "could replace", hint=hint)
+
     for root in writable_roots:
         chain = _git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
-        for config in chain:
-            config = canonical(config)
+        for spelled in chain:
+            config = canonical(spelled)
             if writable(config) and not is_within(config, os.path.join(root, ".git")):
+                refuse_swappable_links(spelled, "the git config file", "include the real path instead")
                 entries.append((config, "file", os.path.lexists(config), f"git config read for {root}"))
-        hooks = _hooks_path(root, home, chain) if chain else None
+        spelled_hooks = _hooks_path(root, home, chain) if chain else None
+        hooks = canonical(spelled_hooks) if spelled_hooks else None
         if hooks and writable(hooks) and hooks != root:
+            refuse_swappable_links(spelled_hooks, "core.hooksPath", "point core.hooksPath at the real directory")
             if os.path.islink(hooks):
                 raise PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
                                   hint="point core.hooksPath at the real directory")
@@ -339,8 +351,12 @@ def _protected_entries(writable_roots, names, home, env):
             exists = os.path.lexists(path)
             entries.append((path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
             if name == ".git" and exists and os.path.isfile(path):
-                target = _gitdir_target(path)
-                if target:
+                spelled_target = _gitdir_target(path)
+                if spelled_target:
+                    target = canonical(spelled_target)
+                    if writable(target):
+                        refuse_swappable_links(spelled_target, f"the gitdir of {path},",
+                                               "write the real path after gitdir: in the .git file")
                     entries.append((target, "dir", os.path.isdir(target), f'gitdir of {path}'))
     return entries
 
@@ -383,7 +399,7 @@ def _hooks_path(root: str, home: str, chain: list[str]) -> str | None:
     if not value:
         return None
     value = expand_home(value, home)
-    return canonical(value if os.path.isabs(value) else os.path.join(root, value))
+    return os.path.normpath(value if os.path.isabs(value) else os.path.join(root, value))
 
 
 def _refuse_home_as_workspace(project_roots, home, provisional):
@@ -401,6 +417,23 @@ def _refuse_home_as_workspace(project_roots, home, provisional):
                 "there can change your shell start-up files and ringfence's own configuration",
                 hint="run from a project directory (one holding .git or a project_root_markers entry), "
                      'or name the directories to write explicitly, e.g. "~/scratch" = "write"')
+
+
+def _refuse_credentials_as_workspace(project_roots, provisional):
+    """Run from inside ~/.aws or ~/.ssh with no project marker, the working
+    directory would become the writable workspace, and its rule, being more
+    specific, would open the very folder the credential layer denies."""
+    for root in project_roots:
+        rule = provisional.index.get(root)
+        if rule is None or rule.access != WRITE or ":project_roots" not in rule.label:
+            continue
+        for denied in provisional.rules:
+            if denied.kind == "credentials" and denied.access == NONE and is_within(root, denied.path):
+                raise PolicyError(
+                    f"refusing to make {root} the writable workspace: it lies in {denied.path}, which "
+                    f"{denied.label} denies",
+                    hint="run from a project directory, or allow that folder explicitly with a rule "
+                         f'("{denied.spelled or denied.path}" = "read" or "write") if you mean to')
 
 
 def _own_files(home: str, writable_roots) -> list[Cap]:
@@ -436,7 +469,7 @@ def _gitdir_target(dot_git_file: str) -> str | None:
     target = first[len("gitdir:"):].strip()
     if not os.path.isabs(target):
         target = os.path.join(os.path.dirname(dot_git_file), target)
-    return canonical(target)
+    return os.path.normpath(target)
 
 
 def _check_symlinks(rules, provisional: FilesystemPolicy):
@@ -585,6 +618,7 @@ def build(config, *, env=None) -> Policy:
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
     _refuse_home_as_workspace(project_roots, home, provisional)
+    _refuse_credentials_as_workspace(project_roots, provisional)
     protected = _protected_entries(writable_roots, names, home, env)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]

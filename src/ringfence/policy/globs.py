@@ -310,7 +310,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
                 listing = list(entries)
     except OSError as exc:
         if isinstance(exc, PermissionError) and _unreachable(directory):
-            return [], []
+            return [], None  # nothing to cache: a change of this user's groups would not show in its ctime
         raise PolicyError(
             f"glob scan failed: cannot list {directory}: {exc.strerror}",
             hint=f"make it readable, deny it with a rule (\"{directory}\" = \"none\"), "
@@ -401,6 +401,9 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 matcher = _Matcher(sorted(set(patterns)))
             leaf = info.st_nlink == 2 and info.st_dev == leaf_device
             subdirs, matches = _list_directory(directory, relative_dir, matcher, leaf)
+            if matches is None:  # unreachable for this user now: scanned again next time
+                cache.dirty = True
+                continue
             # A directory whose ctime moved but whose listing says the same (a
             # file created and removed again) changes nothing worth rewriting.
             if record is None or record[2] != subdirs or record[3] != matches:
