@@ -78,7 +78,7 @@ assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0  # MS_REC | 
 source = os.path.join(work, "empty").encode()
 assert libc.mount(source, source, None, 4096, None) == 0
 assert libc.mount(None, source, None, 4096 | 32 | 1, None) == 0  # MS_BIND | MS_REMOUNT | MS_RDONLY
-maskhelper.mask_all(libc, source, [os.path.join(work, n).encode() for n in ("secret", "link")], classic)
+maskhelper.mask_all(libc, source, [(work.encode(), b"-", n) for n in (b"link", b"secret")], classic)
 seen = [open(os.path.join(work, n)).read() for n in ("secret", "link", "target")]
 try:
     open(os.path.join(work, "secret"), "w").write("overwritten")

@@ -110,3 +110,24 @@ def test_wheel_bwrap_is_never_taken_from_the_workspace(world, monkeypatch):
     monkeypatch.setattr(sys, "path", ["", "relative/dir", world.ws] + sys.path)
     found = _wheel_binary(untrusted_roots=[world.ws])
     assert found != planted and (found is None or not found.startswith(world.ws))
+
+
+def test_a_folder_swapped_after_the_scan_stops_the_run(world):
+    # Another run in the same workspace renames a folder of secrets away and
+    # puts a decoy in its place between this run's scan and its masks: the
+    # masks would cover the decoy and leave the secrets readable under the
+    # new name. The mask helper (many masks) notices and refuses to run.
+    from ringfence import RingfenceError
+
+    for index in range(60):
+        world.write(f"ws/sub/k{index}.pem", "the-secret")
+        world.write(f"ws/decoy/k{index}.pem", "decoy")
+    box = sandbox(world)  # scanned now
+    command = ["sh", "-c", "cat sub_real/k0.pem; echo"]
+    os.rename(os.path.join(world.ws, "sub"), os.path.join(world.ws, "sub_real"))
+    os.rename(os.path.join(world.ws, "decoy"), os.path.join(world.ws, "sub"))
+    control = __import__("subprocess").run(command, cwd=world.ws, capture_output=True, text=True)
+    assert "the-secret" in control.stdout
+    with pytest.raises(RingfenceError) as info:
+        box.run(command, capture_output=True, env=world.env())
+    assert "changed while the sandbox was being built" in str(info.value)

@@ -57,8 +57,15 @@ def _tty_fds(io: IOSpec) -> list[int]:
 
 
 def _helper_payload(plan) -> bytes:
+    """NUL-separated: uid, gid, mask source, then (directory, its identity as
+    the scan saw it or "-", name) for each mask, an empty field, the command."""
     fields = [str(os.getuid()).encode(), str(os.getgid()).encode(), os.fsencode(plan.helper_source)]
-    fields += [os.fsencode(path) for path in plan.helper_masks] + [b""]
+    identities = plan.helper_identities or {}
+    for path in sorted(plan.helper_masks):
+        directory, name = os.path.split(path)
+        seen = identities.get(directory)
+        fields += [os.fsencode(directory), ("%d:%d:%d" % seen).encode() if seen else b"-", os.fsencode(name)]
+    fields.append(b"")
     fields += [os.fsencode(arg) for arg in plan.full_command]
     return b"\0".join(fields)
 

@@ -17,6 +17,7 @@ from .mounts import (BIND, DEV, MASK_DIR, MASK_FILE, PLACEHOLDER, PROC, REMOUNT_
                      TMPFS)
 
 MINIMUM_VERSION = (0, 8, 0)
+HELPER_MASK_SOURCE = "/dev/.ringfence-mask"  # removed by the mask helper once every mask is placed
 SECCOMP_FD = 3
 STATUS_FD = 4
 BLOCK_FD = 8
@@ -186,6 +187,10 @@ def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, comma
     helper = bool(helper_masks)
     args = [bwrap_path] + namespace_args(network_isolated, mask_helper=helper)
     args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks))
+    if helper:
+        # The helper's source of empty files lives in the sandbox's own /dev,
+        # which nothing outside can rename or replace while masks are placed.
+        args += ["--ro-bind", mask_file, HELPER_MASK_SOURCE]
     args += ["--chdir", cwd, "--json-status-fd", str(STATUS_FD)]
     if wait_for_limits:
         args += ["--block-fd", str(BLOCK_FD)]

@@ -2,10 +2,11 @@
 
 bwrap re-reads the whole mount table after every bind it makes, so N masks
 cost O(N^2) there: 2,000 take seconds. With more than a few dozen masks,
-bwrap instead builds the small view (root, workspace, /tmp, /dev, /proc,
-one mask) and runs this helper as the sandboxed program, keeping only
-CAP_SYS_ADMIN for it. The helper binds the first mask over every other
-denied file (one mount each: the read-only flag comes with the source), then
+bwrap instead builds the small view (root, workspace, /tmp, /dev, /proc, an
+empty read-only file in its private /dev) and runs this helper as the
+sandboxed program, keeping only CAP_SYS_ADMIN for it. The helper binds that
+empty file over every denied file (one mount each: the read-only flag comes
+with the source), removes it from /dev, then
 moves into an inner user namespace mapped back to the real user, drops every
 capability, loads the seccomp program and executes the command. The command
 cannot undo the masks: their mount namespace belongs to the outer user
@@ -15,9 +16,10 @@ Standard library only, run as `python -I -S /dev/fd/7`: it must start fast
 and must not import anything a workspace could shadow.
 
 Inputs: fd 7 this script, fd 3 the seccomp program (BPF), fd 5 NUL-separated fields (the real
-uid, the real gid, the mask source, each path to mask, an empty field, the
-command's argv), fd 6 the report pipe: "R" just before executing the
-command, or "E" and a message when something failed.
+uid, the real gid, the mask source, then for each file to mask its directory,
+that directory's identity as the scan saw it ("dev:ino:ctime", or "-") and
+its name, an empty field, the command's argv), fd 6 the report pipe: "R"
+just before executing the command, or "E" and a message when something failed.
 """
 
 import ctypes
@@ -26,6 +28,7 @@ import os
 
 CLONE_NEWUSER = 0x10000000
 MS_BIND = 4096
+MNT_DETACH = 2
 PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT = 24, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
@@ -66,45 +69,98 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def mask_all(libc, source, targets, classic=False):
-    """Bind `source` over every target, never through a symlink swapped in
-    meanwhile: the mount lands on the name itself."""
-    if not classic and _mask_with_detached_trees(libc, source, targets):
-        return
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-    for target in targets:
+def mask_all(libc, source, entries, classic=False):
+    """Bind `source` over every (directory, identity, name) entry.
+
+    Each directory is opened once without following a final symlink and, if
+    the scan recorded it, must still be that directory (device and inode)
+    with nothing renamed in or out since (ctime), both before and after its
+    masks are placed: a concurrent run that swapped a folder or a file
+    between the scan and now would otherwise have the mask land on its
+    decoy while the secret stays visible under another name. Masks go on
+    names relative to the opened directory, never through a symlink."""
+    use_trees = not classic
+    for directory, identity, names in _by_directory(entries):
+        shown = directory.decode(errors="replace")
         try:
-            fd = os.open(target, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            folder = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
-            fail(f"cannot open {target.decode(errors='replace')} to mask it: {exc.strerror}")
-        if libc.mount(source, f"/proc/self/fd/{fd}".encode(), None, MS_BIND, None) != 0:
-            fail(f"mask {target.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
-        os.close(fd)
+            fail(f"cannot open {shown} to mask files in it: {exc.strerror}")
+        _check_unchanged(folder, identity, shown)
+        for name in names:
+            if use_trees:
+                use_trees = _mask_with_detached_tree(libc, source, folder, name, shown)
+                if use_trees:
+                    continue
+            _mask_through_proc(libc, source, folder, name, shown)
+        _check_unchanged(folder, identity, shown)
+        os.close(folder)
 
 
-def _mask_with_detached_trees(libc, source, targets):
-    """open_tree + move_mount (Linux 5.2): a third fewer system calls than an
-    O_PATH open and a bind through /proc/self/fd, and no procfs lookup. False
-    when the kernel or a container's filter refuses them before any mount."""
+def _by_directory(entries):
+    """[(directory, identity, [names])] from consecutive entries."""
+    groups = []
+    for directory, identity, name in entries:
+        if groups and groups[-1][0] == directory:
+            groups[-1][2].append(name)
+        else:
+            groups.append((directory, identity, [name]))
+    return groups
+
+
+def _check_unchanged(folder, identity, shown):
+    if identity == b"-":
+        return
+    info = os.fstat(folder)
+    if b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns) != identity:
+        fail(f"{shown} changed while the sandbox was being built (a file renamed or replaced there); "
+             "nothing was run: run the command again")
+
+
+def _mask_through_proc(libc, source, folder, name, shown):
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+    except OSError as exc:
+        fail(f"cannot open {shown}/{name.decode(errors='replace')} to mask it: {exc.strerror}")
+    if libc.mount(source, f"/proc/self/fd/{fd}".encode(), None, MS_BIND, None) != 0:
+        fail(f"mask {shown}/{name.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
+    os.close(fd)
+
+
+def _mask_with_detached_tree(libc, source, folder, name, shown):
+    """open_tree + move_mount (Linux 5.2): fewer system calls than an O_PATH
+    open and a bind through /proc/self/fd, and no procfs lookup. False when
+    the kernel or a container's filter refuses them (then nothing was mounted)."""
     syscall = libc.syscall
     syscall.restype = ctypes.c_long
     syscall.argtypes = None
-    for index, target in enumerate(targets):
-        tree = syscall(SYS_OPEN_TREE, AT_FDCWD, source, OPEN_TREE_CLONE | os.O_CLOEXEC)
-        if tree < 0:
-            error = ctypes.get_errno()
-            if index == 0 and error in (errno.ENOSYS, errno.EPERM):
-                return False
-            fail(f"mask {target.decode(errors='replace')}: {os.strerror(error)}")
-        # Without MOVE_MOUNT_T_SYMLINKS the last component is not followed.
-        result = syscall(SYS_MOVE_MOUNT, tree, b"", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH)
+    tree = syscall(SYS_OPEN_TREE, AT_FDCWD, source, OPEN_TREE_CLONE | os.O_CLOEXEC)
+    if tree < 0:
         error = ctypes.get_errno()
-        os.close(tree)
-        if result != 0:
-            if index == 0 and error in (errno.ENOSYS, errno.EPERM):
-                return False
-            fail(f"mask {target.decode(errors='replace')}: {os.strerror(error)}")
+        if error in (errno.ENOSYS, errno.EPERM):
+            return False
+        fail(f"mask {shown}/{name.decode(errors='replace')}: {os.strerror(error)}")
+    # Without MOVE_MOUNT_T_SYMLINKS the name itself is not followed.
+    result = syscall(SYS_MOVE_MOUNT, tree, b"", folder, name, MOVE_MOUNT_F_EMPTY_PATH)
+    error = ctypes.get_errno()
+    os.close(tree)
+    if result != 0:
+        if error in (errno.ENOSYS, errno.EPERM):
+            return False
+        fail(f"mask {shown}/{name.decode(errors='replace')}: {os.strerror(error)}")
     return True
+
+
+def _retire_source(libc, source):
+    """The source of empty files served its purpose: out of the sandbox's /dev."""
+    libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    if libc.umount2(source, MNT_DETACH) != 0:
+        fail(f"unmount {source.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
+    try:
+        os.unlink(source)
+    except OSError as exc:
+        fail(f"remove {source.decode(errors='replace')}: {exc.strerror}")
 
 
 def main():
@@ -112,7 +168,8 @@ def main():
     fields = read_all(LIST_FD).split(b"\0")
     separator = fields.index(b"", 3)
     uid, gid, source = int(fields[0]), int(fields[1]), fields[2]
-    targets, argv = fields[3:separator], fields[separator + 1:]  # empty arguments are arguments too
+    listed, argv = fields[3:separator], fields[separator + 1:]  # empty arguments are arguments too
+    entries = [tuple(listed[index:index + 3]) for index in range(0, len(listed), 3)]
     program = read_all(SECCOMP_FD)
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -122,7 +179,8 @@ def main():
         if result != 0:
             fail(f"{what}: {os.strerror(ctypes.get_errno())}")
 
-    mask_all(libc, source, targets)
+    mask_all(libc, source, entries)
+    _retire_source(libc, source)
 
     check(libc.unshare(CLONE_NEWUSER), "create the inner user namespace")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} 0 1"), ("gid_map", f"{gid} 0 1")):

@@ -25,7 +25,8 @@ class LinuxPlan(Record):
 
     __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
                  "mask_file", "placeholders", "state", "dropped_env", "helper_masks", "helper_source",
-                 "full_command", "limits", "limits_mechanism")
+                 "full_command", "limits", "limits_mechanism", "helper_identities")
+    _defaults = {"helper_identities": None}
 
 
 def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
@@ -90,14 +91,17 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]
     helper_masks, helper_source, helper_command = (), None, ()
     if len(masks) > MASK_HELPER_THRESHOLD:
-        helper_source, helper_masks = masks[0], tuple(masks[1:])
+        from .bwrap import HELPER_MASK_SOURCE
+
+        helper_source, helper_masks = HELPER_MASK_SOURCE, tuple(masks)
         helper_command = _helper_command(filesystem)
     argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper_masks=helper_masks,
                       helper_command=helper_command, wait_for_limits=limited)
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
                      mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
-                     full_command, policy.limits if limited else None, mechanism)
+                     full_command, policy.limits if limited else None, mechanism,
+                     filesystem.scanned_directories if helper_masks else None)
 
 
 HELPER_SCRIPT_FD = 7

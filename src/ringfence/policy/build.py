@@ -233,7 +233,8 @@ def _other_names(path: str, root: str, limit: int = 5) -> list[str]:
     return found
 
 
-def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None):
+def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None,
+                identities=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
@@ -269,7 +270,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
             snapshot = snapshots.setdefault(root, {})
         matches = scan(root, patterns, max_depth,
                        skip=denied_without_exceptions if only_denies and denies_below else None,
-                       cache_dir=cache_dir, snapshot=snapshot)
+                       cache_dir=cache_dir, snapshot=snapshot, identities=identities)
         by_pattern: dict = {}
         for match in matches:
             by_pattern.setdefault(match.pattern, []).append(match)
@@ -600,9 +601,11 @@ def build(config, *, env=None) -> Policy:
                   for root in project_roots if provisional.decide_canonical(root).access == WRITE]
 
     snapshots: dict = {}
+    scanned_directories: dict = {}
     glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested_git, provisional,
                                                         cache_dir=os.path.join(state_dir(home), "cache"),
-                                                        home=home, snapshots=snapshots)
+                                                        home=home, snapshots=snapshots,
+                                                        identities=scanned_directories)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional)
@@ -624,7 +627,7 @@ def build(config, *, env=None) -> Policy:
                                      spelled=path)) for path, _kind, _exists, label in protected]
     caps += glob_caps
     caps += _own_files(home, writable_roots)
-    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected), snapshots)
+    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected), snapshots, scanned_directories)
 
     added = [("RINGFENCE_SANDBOX", "1")]
     if not (tmpdir and filesystem.decide_canonical(tmpdir).access == WRITE

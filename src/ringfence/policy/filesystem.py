@@ -80,10 +80,10 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
-    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "_writable_snapshots",
-                 "_frozen")
+    __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "scanned_directories",
+                 "_writable_snapshots", "_frozen")
 
-    def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None):
+    def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None, scanned_directories=None):
         index: dict[str, PathRule] = {}
         for rule in rules:
             current = index.get(rule.path)
@@ -102,6 +102,8 @@ class FilesystemPolicy:
         object.__setattr__(self, "protected", tuple(protected))
         # root -> {directory: (inode, ctime, subdirectories)} as the start-of-run scan saw them
         object.__setattr__(self, "snapshots", dict(snapshots or {}))
+        # directory -> (device, inode, ctime) of each folder where a glob matched, as the scan saw it
+        object.__setattr__(self, "scanned_directories", dict(scanned_directories or {}))
         object.__setattr__(self, "_writable_snapshots", None)
         object.__setattr__(self, "_frozen", True)
 

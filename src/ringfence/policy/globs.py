@@ -357,7 +357,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
 
 
 def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None,
-         snapshot: dict | None = None):
+         snapshot: dict | None = None, identities: dict | None = None):
     """Every entry under `root` whose relative path matches one of `patterns`.
 
     Fails closed: a directory that cannot be listed is an error, never a
@@ -365,7 +365,9 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     matching symlink yields its canonical target, since that is what a mask
     must cover. `skip(path)` prunes subtrees the policy already denies. If
     `snapshot` is given, it receives each scanned directory's identity and
-    subdirectories, for `changed_since` after the run.
+    subdirectories, for `changed_since` after the run. `identities` receives
+    (device, inode, ctime) of each directory that holds a match, as the scan
+    saw it: masks are placed only if it is still the same directory, unchanged.
     """
     import time
     import zlib
@@ -411,6 +413,8 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
         if snapshot is not None:
             snapshot[directory] = (info.st_ino, info.st_ctime_ns, frozenset(subdirs))
+        if identities is not None and matches:
+            identities[directory] = (info.st_dev, info.st_ino, info.st_ctime_ns)
         for name, is_dir, is_link, pattern in matches:
             path = f"{directory}/{name}"
             target_is_dir = is_dir
