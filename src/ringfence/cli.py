@@ -78,6 +78,9 @@ def parse(argv: list[str]):
             key = VALUE_OPTIONS[name]
             if key in REPEATED:
                 options[key].append(inline)
+            elif key in options and options[key] != inline:
+                # A later flag silently winning could turn a sandbox off.
+                raise UsageError(f"{name} given twice, as {options[key]!r} and {inline!r}: give it once")
             else:
                 options[key] = inline
         elif name in FLAG_OPTIONS:
@@ -110,7 +113,12 @@ def _policy(options):
     cwd = options.get("cd")
     if cwd is not None and not os.path.isdir(cwd):
         raise UsageError(f"--cd {cwd}: no such directory")
-    return load_policy(os.path.abspath(cwd) if cwd else os.getcwd(), sandbox_mode=options.get("sandbox"),
+    if cwd is None:
+        try:
+            cwd = os.getcwd()
+        except FileNotFoundError:
+            raise UsageError("the current directory no longer exists: cd to an existing one") from None
+    return load_policy(os.path.abspath(cwd), sandbox_mode=options.get("sandbox"),
                        permissions=options.get("permissions"), config_files=options["config_files"],
                        overrides=options["overrides"])
 
@@ -141,7 +149,7 @@ def cmd_run(options, positional) -> int:
     elif outcome.exit_code != 0:
         from .report import denial_hints
 
-        for hint in denial_hints(policy, positional, os.path.abspath(options.get("cd") or os.getcwd())):
+        for hint in denial_hints(policy, positional, os.path.abspath(options.get("cd") or policy.cwd)):
             _error(hint)
     return outcome.exit_code
 

@@ -30,6 +30,16 @@ class EventLog:
         self.run_id = run_id or new_run_id()
         self.path = path
         self.events: list[dict] = []
+        if path:
+            # Found out now, before anything runs, rather than halfway through a run.
+            try:
+                with open(path, "a", encoding="utf-8"):
+                    pass
+            except OSError as exc:
+                from .errors import RingfenceError
+
+                raise RingfenceError(f"cannot write the event log {path}: {exc.strerror}",
+                                     hint="name a file in a directory you can write") from None
 
     def emit(self, type_: str, **fields) -> dict:
         event = {"schema": SCHEMA, "time": _timestamp(), "run": self.run_id, "type": type_}

@@ -121,7 +121,9 @@ def status(policy, *, as_json: bool) -> int:
                 f"match(es)  {glob['rule']}")
     env = data["environment"]
     add("")
-    add(f"environment    inherit {env['inherit']}; default excludes (*KEY* *SECRET* *TOKEN*) "
+    from .policy.environment import DEFAULT_EXCLUDES
+
+    add(f"environment    inherit {env['inherit']}; default excludes ({' '.join(DEFAULT_EXCLUDES)}) "
         f"{'on' if env['default_excludes'] else 'OFF'}")
     if env["dropped"]:
         add("  dropped (names only): " + ", ".join(f"{d['name']} ({d['reason']})" for d in env["dropped"]))
@@ -145,7 +147,8 @@ def status(policy, *, as_json: bool) -> int:
 
 
 def explain_data(policy, path: str) -> dict:
-    absolute = os.path.abspath(os.path.expanduser(path))
+    # Relative paths mean what they mean to `run` with the same --cd.
+    absolute = os.path.normpath(os.path.join(policy.cwd, os.path.expanduser(path)))
     decision = policy.filesystem.access(absolute)
     rule = decision.rule
     data = {"path": absolute, "canonical": decision.path, "access": _decision_word(decision),
@@ -165,12 +168,19 @@ def explain_data(policy, path: str) -> dict:
         notes.append("private to each run: a fresh tmpfs, gone afterwards; the host's files here are not "
                      "visible. Opt out with \":slash_tmp\" = \"write\" or a rule for the path")
     if rule is not None and rule.kind == "credentials" and decision.access == NONE:
-        notes.append(f'to allow it, add "{path}" = "read" to the profile\'s filesystem table, or turn the '
-                     "layer off with [protection] credentials = false")
+        notes.append(f'to allow it, add "{_rule_key(decision.path, policy.home)}" = "read" to the profile\'s '
+                     "filesystem table, or turn the layer off with [protection] credentials = false")
     if rule is not None and rule.kind == "protected":
         notes.append("protected metadata: read-only, and not creatable when missing")
     data["notes"] = notes
     return data
+
+
+def _rule_key(path: str, home: str) -> str:
+    """How to write `path` as a filesystem key: absolute, or under ~."""
+    if home and path.startswith(home.rstrip("/") + "/"):
+        return "~/" + path[len(home.rstrip("/")) + 1:]
+    return path
 
 
 def explain(policy, paths, *, as_json: bool) -> int:

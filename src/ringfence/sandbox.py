@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import CommandRefused, PolicyError
+from .errors import CommandRefused, PolicyError, RingfenceError
 from .events import EventLog
 from .policy.commands import FORBIDDEN
 
@@ -23,8 +23,13 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     from .errors import ConfigError
     from .policy import build_policy
 
+    for name, value in (("config_files", config_files), ("overrides", overrides)):
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} takes a list, not one string: {name}=[{value!r}]")
     source_env = os.environ if env is None else env
     cwd = os.path.abspath(cwd or os.getcwd())
+    if not os.path.isdir(cwd):
+        raise RingfenceError(f"{cwd} is not a directory", hint="give the project directory the policy is for")
     home = home or source_env.get("HOME") or os.path.expanduser("~")
     if sandbox_mode and permissions:
         raise ConfigError("command-line flags", "", "--sandbox and -P choose the same thing; give one")
@@ -88,6 +93,11 @@ class Sandbox:
     """
 
     def __init__(self, policy=None, **load_options):
+        from .policy import Policy
+
+        if policy is not None and not isinstance(policy, Policy):
+            raise TypeError(f"Sandbox takes a Policy (from load_policy), not {type(policy).__name__}: "
+                            "Sandbox(load_policy(path)) or Sandbox(cwd=path)")
         self.policy = policy if policy is not None else load_policy(**load_options)
         self._reuse: dict = {}
         self._placeholders = None
@@ -126,12 +136,17 @@ class Sandbox:
             events: EventLog | None = None, keep_placeholders: bool = True):
         from .launcher.run import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
-        command = [str(part) for part in command]
+        if isinstance(command, (str, bytes)):
+            raise TypeError("the command is a list of arguments, not one string: "
+                            "use ['sh', '-c', '...'] to run a shell command line")
+        command = [os.fsdecode(part) if isinstance(part, bytes) else str(part) for part in command]
         if not command:
             raise ValueError("empty command")
         policy = self.policy
         events = events or EventLog(path=events_path)
         cwd = os.path.abspath(cwd or policy.cwd)
+        if not os.path.isdir(cwd):
+            raise RingfenceError(f"cannot run in {cwd}: no such directory")
         decision = policy.commands.decide(command)
         if decision.decision == FORBIDDEN:
             events.emit("run.refused", argv=command, rule=decision.rule.label, origin=decision.rule.origin)

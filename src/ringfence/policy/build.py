@@ -304,7 +304,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
                 rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
                                       spelled=match.path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
-                                      tuple(m.path for m in hits)))
+                                      tuple(m.path for m in hits), tuple(excludes)))
     return rules, summaries, caps
 
 
@@ -594,6 +594,9 @@ def build(config, *, env=None) -> Policy:
     cred_rules, cred_globs = _credential_rules(expander, credentials_on)
     base_rules = builtin_rules + cred_rules + profile_rules
     provisional = FilesystemPolicy(base_rules)
+    # Before the scan: a workspace of / or $HOME would be scanned whole first.
+    _refuse_home_as_workspace(project_roots, home, provisional)
+    _refuse_credentials_as_workspace(project_roots, provisional)
     # Every .git already in a writable project, not only the top one: a
     # submodule's .git file redirected to a gitdir of the sandbox's making
     # would run that gitdir's config on the host's next `git status`.
@@ -620,8 +623,6 @@ def build(config, *, env=None) -> Policy:
         names = protected_names()
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
-    _refuse_home_as_workspace(project_roots, home, provisional)
-    _refuse_credentials_as_workspace(project_roots, provisional)
     protected = _protected_entries(writable_roots, names, home, env)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]

@@ -60,7 +60,8 @@ class Decision(Record):
 class GlobRule(Record):
     """A glob as configured, with what it matched when the run started."""
 
-    __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "matches")
+    __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "matches", "excludes")
+    _defaults = {"excludes": ()}
 
     def matches_path(self, path: str) -> bool:
         from .globs import compile_pattern
@@ -68,7 +69,8 @@ class GlobRule(Record):
         if not is_within(path, self.root) or path == self.root:
             return False
         relative = os.path.relpath(path, self.root)
-        return compile_pattern(self.pattern).fullmatch(relative) is not None
+        return compile_pattern(self.pattern).fullmatch(relative) is not None \
+            and not any(compile_pattern(exclude).fullmatch(relative) for exclude in self.excludes)
 
 
 def _wins(candidate: PathRule, current: PathRule) -> bool:

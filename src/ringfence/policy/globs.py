@@ -283,6 +283,10 @@ class ScanCache:
         write_cache(self.path, marshal.dumps({"key": self.key, "start": start_ns, "dirs": self.new}))
 
 
+def _join(directory: str, name: str) -> str:
+    return directory + name if directory.endswith("/") else f"{directory}/{name}"
+
+
 def _unreachable(directory: str) -> bool:
     """A directory this user can neither list nor enter, and does not own (so
     cannot chmod): nothing below it is reachable, with or without the
@@ -322,7 +326,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
     check_all = matcher.always or bool(matcher.by_name or matcher.by_path)
     if leaf:
         for name in (names if check_all else matcher.candidates(names)):
-            path = f"{directory}/{name}"
+            path = _join(directory, name)
             try:
                 mode = os.lstat(path).st_mode
             except FileNotFoundError:
@@ -416,7 +420,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         if identities is not None and matches:
             identities[directory] = (info.st_dev, info.st_ino, info.st_ctime_ns)
         for name, is_dir, is_link, pattern in matches:
-            path = f"{directory}/{name}"
+            path = _join(directory, name)
             target_is_dir = is_dir
             if is_link:
                 path = os.path.realpath(path)
@@ -430,7 +434,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                     hint="deny the directory that holds them instead of each file")
         if max_depth is None or depth < max_depth:
             for name in subdirs:
-                path = f"{directory}/{name}"
+                path = _join(directory, name)
                 if skip is None or not skip(path):
                     stack.append((path, relative_dir + name + "/", depth + 1))
     cache.save(start_ns)
