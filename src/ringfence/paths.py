@@ -46,7 +46,12 @@ def symlink_components(path: str) -> list[str]:
     found = []
     current = "/"
     for part in path.strip("/").split("/"):
-        if not part:
+        if not part or part == ".":
+            continue
+        if part == "..":
+            # As the kernel does: `..` leaves where the links so far led, not
+            # the text before it (`link/..` is the link target's parent).
+            current = os.path.dirname(current)
             continue
         current = os.path.join(current, part)
         if os.path.islink(current):

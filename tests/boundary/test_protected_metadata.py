@@ -117,10 +117,11 @@ def test_an_owned_read_only_workspace_refuses_to_run(ordinary_scene):
 
 
 
-@pytest.mark.parametrize("setting", ["hooks", "include", "gitdir"])
+@pytest.mark.parametrize("setting", ["hooks", "include", "gitdir", "hooks-dotdot"])
 def test_protected_git_paths_behind_a_swappable_link_are_refused(scene, setting):
     # The link's target would be protected, not its name: the sandbox could
     # swap the link for a folder of its own that git on the host then reads.
+    # `link/..` too: the kernel takes `..` from the link's target.
     scene.mkdir("ws/real")
     os.symlink("real", os.path.join(scene.ws, "link"))
     if setting == "gitdir":
@@ -133,6 +134,12 @@ def test_protected_git_paths_behind_a_swappable_link_are_refused(scene, setting)
         if setting == "hooks":
             scene.git("config", "core.hooksPath", "link")
             planted = "link/pre-commit"
+        elif setting == "hooks-dotdot":
+            scene.mkdir("ws/real/deep")
+            os.unlink(os.path.join(scene.ws, "link"))
+            os.symlink("real/deep", os.path.join(scene.ws, "link"))
+            scene.git("config", "core.hooksPath", "link/../hooks")
+            planted = "link/../hooks/pre-commit"
         else:
             scene.git("config", "include.path", "../link/extra.gitconfig")
             planted = "link/extra.gitconfig"
@@ -146,14 +153,19 @@ def test_protected_git_paths_behind_a_swappable_link_are_refused(scene, setting)
     assert os.path.islink(os.path.join(scene.ws, "link"))
 
 
-def test_a_writable_root_inside_another_cannot_be_renamed_away(scene):
+@pytest.mark.parametrize("moved", ["a/b/c", "a/b", "a"])
+def test_a_writable_root_inside_another_cannot_be_renamed_away(scene, moved):
+    # Renaming the nested root, or any folder above it, would carry its
+    # protections away and leave the name free to be made anew.
     scene.git("init", "-q")
-    scene.mkdir("ws/sub")
-    scene.config(f'[sandbox_workspace_write]\nwritable_roots = ["{scene.ws}/sub"]\n')
-    attack = "mv sub sub2 && mkdir -p sub/.vscode && echo '{}' > sub/.vscode/tasks.json"
+    scene.mkdir("ws/a/b/c")
+    scene.config(f'[sandbox_workspace_write]\nwritable_roots = ["{scene.ws}/a/b/c"]\n')
+    attack = f"mv {moved} moved && mkdir -p a/b/c/.vscode && echo '{{}}' > a/b/c/.vscode/tasks.json"
     control = scene.sh(attack, sandbox=False)
-    assert control.returncode == 0 and scene.exists("ws/sub/.vscode/tasks.json"), control.stderr
-    subprocess.run(["rm", "-rf", os.path.join(scene.ws, "sub"), os.path.join(scene.ws, "sub2")], check=True)
-    scene.mkdir("ws/sub")
-    scene.sh(attack)
-    assert not scene.exists("ws/sub/.vscode/tasks.json") and not scene.exists("ws/sub2")
+    assert control.returncode == 0 and scene.exists("ws/a/b/c/.vscode/tasks.json"), control.stderr
+    subprocess.run(["rm", "-rf", os.path.join(scene.ws, "a"), os.path.join(scene.ws, "moved")], check=True)
+    scene.mkdir("ws/a/b/c")
+    inode = os.stat(os.path.join(scene.ws, "a", "b", "c")).st_ino
+    scene.sh(attack)  # (mv may fall back to copying: a copy carries nothing away)
+    assert not scene.exists("ws/a/b/c/.vscode/tasks.json")
+    assert os.stat(os.path.join(scene.ws, "a", "b", "c")).st_ino == inode, "the root was moved away"

@@ -351,3 +351,28 @@ def test_ca_bundles_of_installed_packages_stay_readable(scene):
     scene.write("ws/server.pem", "PRIVATE-KEY")
     result = scene.sh(f"cat {bundle}; cat server.pem")
     assert "PUBLIC-CA" in result.stdout and "PRIVATE-KEY" not in result.stdout
+
+
+@pytest.mark.parametrize("layout", ["nested", "worktree"])
+def test_hooks_path_of_a_nested_repository_or_worktree_is_protected(scene, layout):
+    # git reads core.hooksPath from the nested repository's own config, and a
+    # linked worktree's from the main repository's config (through commondir).
+    if layout == "nested":
+        scene.git("init", "-q")
+        repo = scene.mkdir("ws/vendor/lib")
+        scene.git("init", "-q", cwd=repo)
+        scene.git("config", "core.hooksPath", "hooks", cwd=repo)
+        cwd, hooks = scene.ws, "vendor/lib/hooks"
+    else:
+        main = scene.mkdir("outside/main")
+        scene.git("init", "-q", cwd=main)
+        scene.git("commit", "-q", "--allow-empty", "-m", "x", cwd=main)
+        scene.git("config", "core.hooksPath", "myhooks", cwd=main)
+        scene.git("worktree", "add", "-q", os.path.join(scene.ws, "wt"), cwd=main)
+        cwd, hooks = os.path.join(scene.ws, "wt"), "wt/myhooks"
+    plant = f"cd {scene.ws} && mkdir -p {hooks} && echo evil > {hooks}/pre-commit"
+    control = scene.sh(plant, sandbox=False, cwd=cwd)
+    assert control.returncode == 0 and scene.exists(f"ws/{hooks}/pre-commit"), control.stderr
+    subprocess.run(["rm", "-rf", os.path.join(scene.ws, hooks)], check=True)
+    scene.sh(plant, cwd=cwd)
+    assert not scene.exists(f"ws/{hooks}/pre-commit")

@@ -38,6 +38,11 @@ TRICKY = [
     "hooksPath = before-any-section\n[core]\n\thooksPath = x\n",
     "[ core ]\n\thooksPath = spaced-header\n",
     "[core]\n\thooksPath ; comment\n",
+    "\ufeff[core]hooksPath=after-bom\n",
+    "[core]\n\thooksPath=con\\\r\ntinued-crlf\r\n",
+    "[core]\n\thooksPath=\x0bvertical-tab\n",
+    "[core]\n\thooksPath=\x0cform-feed\n",
+    "[core]\n\thooksPath=before\x00after\n",
 ]
 
 
@@ -74,7 +79,7 @@ def test_hooks_path_is_read_as_git_reads_it(tmp_path, text):
     assert ours == expected, text
 
 
-CONFIG_CHARS = st.sampled_from(list("[]\"\\#; \t\n=abcore.hksPth-x"))
+CONFIG_CHARS = st.sampled_from(list("[]\"\\#; \t\n\r\x0b=abcore.hksPth-x"))
 
 
 @pytest.mark.skipif(GIT is None, reason="git is not installed")

@@ -222,13 +222,15 @@ def _anchors(filesystem, protected, decide) -> set:
         current = os.path.dirname(path)
         while current != "/" and current not in anchors:
             rule = filesystem.index.get(current)
-            if rule is not None and rule.access == WRITE:
-                # The writable root itself. It is a mount point of its own
-                # only where its parent is not writable too; a root nested in
-                # another one could otherwise be renamed away, protections and all.
-                if not decide(current).private:
-                    anchors.add(current)
-                break
+            if rule is not None and rule.access == WRITE and not decide(current).private:
+                # A writable root. It is a mount point of its own only where its
+                # parent is not writable; one nested in another root could be
+                # renamed away, protections and all, and so could every
+                # writable folder above it: all of them are anchored, up to the
+                # outermost root (whose parent is not writable, and stops the walk).
+                anchors.add(current)
+                current = os.path.dirname(current)
+                continue
             here = decide(current)
             if here.access != WRITE or here.private:
                 break

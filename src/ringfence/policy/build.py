@@ -308,10 +308,11 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
     return rules, summaries, caps
 
 
-def _protected_entries(writable_roots, names, home, env):
+def _protected_entries(writable_roots, names, home, env, repositories=()):
     """Protected metadata at the top of each writable root, the hooks directory
     git is configured to use, and every git config file (includes too) that a
-    writable root holds: (path, kind, exists, label)."""
+    writable root holds: (path, kind, exists, label). `repositories` are the
+    work trees of nested repositories, whose hooks and config count too."""
     entries = []
 
     def writable(path):
@@ -326,7 +327,7 @@ def _protected_entries(writable_roots, names, home, env):
                 raise PolicyError(f"{what} {spelled} is reached through the symlink {link}, which the sandbox "
                                   "could replace", hint=hint)
 
-    for root in writable_roots:
+    for root in list(writable_roots) + [r for r in repositories if r not in writable_roots]:
         chain = _git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
         for spelled in chain:
             config = canonical(spelled)
@@ -341,7 +342,7 @@ def _protected_entries(writable_roots, names, home, env):
                 raise PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
                                   hint="point core.hooksPath at the real directory")
             entries.append((hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
-        for name, kind in names:
+        for name, kind in names if root in writable_roots else ():
             path = os.path.join(root, name)
             label = f'protected "{name}" in {root}'
             if os.path.islink(path):
@@ -367,11 +368,24 @@ def _git_config_chain(root: str, home: str, env: dict) -> list[str]:
     followed (conditional ones too: protecting a file git might not read is
     harmless, missing one it does read is not), in the order git reads them."""
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    # A linked worktree's .git is a file naming its gitdir, whose `commondir`
+    # names the repository that holds the shared config.
+    git_dir = os.path.join(root, ".git")
+    if os.path.isfile(git_dir):
+        git_dir = _gitdir_target(git_dir) or git_dir
+    common_dir = git_dir
+    try:
+        with open(os.path.join(git_dir, "commondir"), encoding="utf-8", errors="replace") as handle:
+            named = handle.readline().strip()
+        if named:
+            common_dir = os.path.join(git_dir, named)
+    except OSError:
+        pass
     first = ["/etc/gitconfig",
              env.get("GIT_CONFIG_GLOBAL") or os.path.join(xdg, "git", "config"),
              os.path.join(home, ".gitconfig"),
-             os.path.join(root, ".git", "config"),
-             os.path.join(root, ".git", "config.worktree")]
+             os.path.join(common_dir, "config"),
+             os.path.join(git_dir, "config.worktree")]
     chain: list[str] = []
 
     def visit(path: str, depth: int):
@@ -383,7 +397,7 @@ def _git_config_chain(root: str, home: str, env: dict) -> list[str]:
                 target = expand_home(value, home)
                 if not os.path.isabs(target):
                     target = os.path.join(os.path.dirname(path), target)
-                visit(os.path.normpath(target), depth + 1)
+                visit(target, depth + 1)
 
     for path in first:
         visit(path, 0)
@@ -400,7 +414,8 @@ def _hooks_path(root: str, home: str, chain: list[str]) -> str | None:
     if not value:
         return None
     value = expand_home(value, home)
-    return os.path.normpath(value if os.path.isabs(value) else os.path.join(root, value))
+    # Not normalised: `link/..` must stay for the kernel (and the link check) to resolve.
+    return value if os.path.isabs(value) else os.path.join(root, value)
 
 
 def _refuse_home_as_workspace(project_roots, home, provisional):
@@ -470,7 +485,7 @@ def _gitdir_target(dot_git_file: str) -> str | None:
     target = first[len("gitdir:"):].strip()
     if not os.path.isabs(target):
         target = os.path.join(os.path.dirname(dot_git_file), target)
-    return os.path.normpath(target)
+    return target
 
 
 def _check_symlinks(rules, provisional: FilesystemPolicy):
@@ -623,7 +638,9 @@ def build(config, *, env=None) -> Policy:
         names = protected_names()
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
-    protected = _protected_entries(writable_roots, names, home, env)
+    nested_repositories = sorted({os.path.dirname(cap.path) for cap in glob_caps
+                                  if os.path.basename(cap.path) == ".git"})
+    protected = _protected_entries(writable_roots, names, home, env, nested_repositories)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]
     caps += glob_caps

@@ -14,6 +14,7 @@ not be installed when the sandbox runs yet be used on the host later.
 from __future__ import annotations
 
 _ESCAPES = {"n": "\n", "t": "\t", "b": "\b", '"': '"', "\\": "\\"}
+_SPACE = " \t\r\n"
 
 
 def read(path: str) -> list[tuple[str, str, str | None]]:
@@ -32,6 +33,9 @@ def read(path: str) -> list[tuple[str, str, str | None]]:
 def parse(text: str) -> list[tuple[str, str, str | None]]:
     """As `read`, for the text of a config file. Stops at the first line git
     would reject (git then refuses the whole file, so nothing after it runs)."""
+    # git skips a UTF-8 byte-order mark, reads CRLF as LF, and counts only
+    # space, tab, CR and LF as white space (not \v or \f).
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     settings: list[tuple[str, str, str | None]] = []
     section = ""  # git accepts keys before any section header (they belong to none)
     position, length = 0, len(text)
@@ -82,9 +86,9 @@ def _section(text: str, position: int):
         position += 1
         if char == "]":
             return "".join(name).lower(), position
-        if char.isspace():
+        if char in _SPACE:
             base = "".join(name).lower()
-            while char.isspace():
+            while char in _SPACE:
                 if char == "\n" or position >= length:
                     return None, position
                 char = text[position]
@@ -130,7 +134,7 @@ def _value(text: str, position: int):
             break
         if in_comment:
             continue
-        if char in " \t\r\x0b\x0c" and not quoted:
+        if char in _SPACE and not quoted:
             if value:
                 spaces += 1
             continue
@@ -155,4 +159,5 @@ def _value(text: str, position: int):
             value.append(char)
     if quoted:
         return None, position
-    return "".join(value), position
+    # git's strings end at a NUL; what follows never reaches a path
+    return "".join(value).split("\0", 1)[0], position
