@@ -80,6 +80,8 @@ def mask_all(libc, source, entries, classic=False):
     decoy while the secret stays visible under another name. Masks go on
     names relative to the opened directory, never through a symlink."""
     use_trees = not classic
+    libc.syscall.restype = ctypes.c_long
+    libc.syscall.argtypes = None
     for directory, identity, names in _by_directory(entries):
         shown = directory.decode(errors="replace")
         try:
@@ -132,9 +134,7 @@ def _mask_with_detached_tree(libc, source, folder, name, shown):
     """open_tree + move_mount (Linux 5.2): fewer system calls than an O_PATH
     open and a bind through /proc/self/fd, and no procfs lookup. False when
     the kernel or a container's filter refuses them (then nothing was mounted)."""
-    syscall = libc.syscall
-    syscall.restype = ctypes.c_long
-    syscall.argtypes = None
+    syscall = libc.syscall  # its restype is set once, by mask_all
     tree = syscall(SYS_OPEN_TREE, AT_FDCWD, source, OPEN_TREE_CLONE | os.O_CLOEXEC)
     if tree < 0:
         error = ctypes.get_errno()
