@@ -25,6 +25,7 @@ bytecode measures the import system instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -112,6 +113,20 @@ class World:
         return f"sh {shlex.quote(script)}", placeholders
 
 
+@contextlib.contextmanager
+def placeholders_made(paths):
+    """The placeholders raw bwrap mounts on (ringfence makes them per run),
+    removed afterwards, what lies inside a folder before the folder."""
+    for path in paths:
+        os.makedirs(path, exist_ok=True)
+    try:
+        yield
+    finally:
+        for path in sorted(paths, reverse=True):
+            if os.path.isdir(path):
+                os.rmdir(path)
+
+
 def hyperfine(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None) -> dict:
     """(mean, stddev, median) seconds per command, measured by hyperfine when
     present. `prepare` runs before every timed run, outside the timing."""
@@ -151,11 +166,6 @@ def api_versus_raw(world: World, runs: int) -> tuple[float, float]:
     command, placeholders = world.raw_command()
     _, plan = world.plan()
 
-    # A Sandbox keeps its placeholders between runs, so the raw side creates
-    # them once too.
-    for path in placeholders:
-        os.makedirs(path, exist_ok=True)
-
     def raw_once():
         seccomp_read, seccomp_write = os.pipe()
         os.write(seccomp_write, plan.seccomp_program)
@@ -175,16 +185,15 @@ def api_versus_raw(world: World, runs: int) -> tuple[float, float]:
         sandbox.run(["true"], env=world.env)
 
     raw, api = [], []
-    for index in range(runs + 5):
-        for samples, function in ((raw, raw_once), (api, api_once)):
-            start = time.perf_counter()
-            function()
-            if index >= 5:
-                samples.append(time.perf_counter() - start)
-    sandbox.close()
-    for path in placeholders:
-        if os.path.isdir(path):
-            os.rmdir(path)
+    # A Sandbox keeps its placeholders between runs, so the raw side makes them once too.
+    with placeholders_made(placeholders):
+        for index in range(runs + 5):
+            for samples, function in ((raw, raw_once), (api, api_once)):
+                start = time.perf_counter()
+                function()
+                if index >= 5:
+                    samples.append(time.perf_counter() - start)
+        sandbox.close()
     return statistics.median(api), statistics.median(raw)
 
 
@@ -219,12 +228,9 @@ def main():
         print(f"ringfence start-up benchmark ({options.runs} runs each; medians unless noted)\n")
         world = World(os.path.join(base, "plain"), config=None)
         raw, placeholders = world.raw_command()
-        for path in placeholders:
-            os.makedirs(path, exist_ok=True)
-        times = hyperfine({"raw bwrap": raw, "ringfence CLI": f"{shlex.quote(cli)} run -- true"},
-                          options.runs, world.env, world.ws)
-        for path in placeholders:
-            os.rmdir(path)
+        with placeholders_made(placeholders):
+            times = hyperfine({"raw bwrap": raw, "ringfence CLI": f"{shlex.quote(cli)} run -- true"},
+                              options.runs, world.env, world.ws)
         raw_median = times["raw bwrap"][2]
         cli_median = times["ringfence CLI"][2]
         print("1. run -- true, workspace-write, network off (hyperfine medians)")
@@ -254,14 +260,12 @@ def main():
                          masked_world.env, masked_world.ws,
                          prepare=f"rm -f {shlex.quote(cache)}/scan-*.bin")["ringfence CLI"]
         masked_raw, masked_placeholders = masked_world.raw_command(naive_masks=True)
-        for path in masked_placeholders:
-            os.makedirs(path, exist_ok=True)
-        time.sleep(2.5)  # let the workspace's directories age past the scan cache's racy window
-        warm = hyperfine({"ringfence CLI": f"{shlex.quote(cli)} run -- true"}, max(5, options.runs // 2),
-                         masked_world.env, masked_world.ws)
-        warm.update(hyperfine({"raw bwrap, masks via bwrap": masked_raw}, 3, masked_world.env, masked_world.ws))
-        for path in masked_placeholders:
-            os.rmdir(path)
+        with placeholders_made(masked_placeholders):
+            time.sleep(2.5)  # let the workspace's directories age past the scan cache's racy window
+            warm = hyperfine({"ringfence CLI": f"{shlex.quote(cli)} run -- true"}, max(5, options.runs // 2),
+                             masked_world.env, masked_world.ws)
+            warm.update(hyperfine({"raw bwrap, masks via bwrap": masked_raw}, 3, masked_world.env,
+                                  masked_world.ws))
         _, plan = masked_world.plan()
         print(f"\n2. {options.masked} glob-denied files in a {options.files}-file workspace "
               f"({len(plan.helper_masks) + (1 if plan.helper_source else 0)} masks, "
@@ -281,12 +285,9 @@ def main():
         subprocess.run([cli, "run", "--", "true"], cwd=default_world.ws, env=default_world.env, check=True)
         time.sleep(2.5)
         default_raw, default_placeholders = default_world.raw_command()
-        for path in default_placeholders:
-            os.makedirs(path, exist_ok=True)
-        times = hyperfine({"raw bwrap": default_raw, "ringfence CLI": f"{shlex.quote(cli)} run -- true"},
-                          options.runs, default_world.env, default_world.ws)
-        for path in default_placeholders:
-            os.rmdir(path)
+        with placeholders_made(default_placeholders):
+            times = hyperfine({"raw bwrap": default_raw, "ringfence CLI": f"{shlex.quote(cli)} run -- true"},
+                              options.runs, default_world.env, default_world.ws)
         api, raw_api = api_versus_raw(default_world, options.runs)
         _, plan = default_world.plan()
         print(f"\n3. default profile, no configuration, {options.files}-file workspace "
