@@ -260,4 +260,25 @@ def test_bwrap_argv_puts_the_command_after_everything(planned):
     assert find(head, "--chdir", planned["scene"].ws) >= 0
     assert find(head, "--seccomp", str(SECCOMP_FD)) >= 0
     assert find(head, "--json-status-fd", str(STATUS_FD)) >= 0
-    assert find(head, *planned["args"]) == 1 + len(namespace_args(True))
+    assert head[1 + len(namespace_args(True))] == "--clearenv"
+    assert find(head, *planned["args"]) == 2 + len(namespace_args(True))
+
+
+def test_the_command_environment_travels_as_bwrap_options(planned):
+    env = {"LD_PRELOAD": "/ws/evil.so", "PATH": "/usr/bin"}
+    argv = bwrap_argv("/usr/bin/bwrap", planned["plan"], network_isolated=True, cwd=planned["scene"].ws,
+                      command=["true"], mask_file=MASK, env=env)
+    head = argv[:argv.index("--")]
+    assert find(head, "--setenv", "LD_PRELOAD", "/ws/evil.so") > head.index("--clearenv")
+    assert find(head, "--setenv", "PATH", "/usr/bin") > 0
+    # With the mask helper, which runs with the capability to mount, none of it.
+    helper = bwrap_argv("/usr/bin/bwrap", planned["plan"], network_isolated=True, cwd=planned["scene"].ws,
+                        command=["true"], mask_file=MASK, env=env, helper_masks=("/ws/a",),
+                        helper_command=["/usr/bin/python3", "-I", "-S", "/dev/fd/7"])
+    assert "--setenv" not in helper and "--clearenv" in helper
+
+
+def test_bwrap_is_started_with_ringfence_own_environment():
+    from ringfence.launcher.spawn import HOST_ENVIRONMENT
+
+    assert HOST_ENVIRONMENT == {}

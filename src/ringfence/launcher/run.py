@@ -11,7 +11,7 @@ from .._record import Record
 from ..errors import BackendUnavailable
 from .outcome import Outcome
 from .placeholders import Placeholders
-from .spawn import spawn
+from .spawn import HOST_ENVIRONMENT, spawn
 from .supervise import TERMINATING, Supervisor
 from .terminal import RawMode, open_pty
 
@@ -58,7 +58,8 @@ def _tty_fds(io: IOSpec) -> list[int]:
 
 def _helper_payload(plan) -> bytes:
     """NUL-separated: uid, gid, mask source, then (directory, its identity as
-    the scan saw it or "-", name) for each mask, an empty field, the command."""
+    the scan saw it or "-", name) for each mask, an empty field, the number of
+    environment entries and each NAME=VALUE, then the command."""
     fields = [str(os.getuid()).encode(), str(os.getgid()).encode(), os.fsencode(plan.helper_source)]
     identities = plan.helper_identities or {}
     for path in sorted(plan.helper_masks):
@@ -66,8 +67,23 @@ def _helper_payload(plan) -> bytes:
         seen = identities.get(directory)
         fields += [os.fsencode(directory), ("%d:%d:%d" % seen).encode() if seen else b"-", os.fsencode(name)]
     fields.append(b"")
+    fields.append(str(len(plan.env)).encode())
+    fields += [os.fsencode(f"{name}={value}") for name, value in plan.env.items()]
     fields += [os.fsencode(arg) for arg in plan.full_command]
     return b"\0".join(fields)
+
+
+def _argument_file(argv: list[str]) -> int:
+    """bwrap's options in an anonymous file for `--args`: nothing in them
+    (the command's environment above all) shows on bwrap's command line,
+    which every user of the machine can read, and no pipe can fill up."""
+    fd = os.memfd_create("ringfence-bwrap-args", os.MFD_CLOEXEC)
+    data = b"".join(os.fsencode(arg) + b"\0" for arg in argv)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 def _feed(fd: int, data: bytes):
@@ -272,7 +288,15 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             block_read, block_write = os.pipe()
             to_close.append(block_read)
             child_fds[BLOCK_FD] = block_read
-        pid = spawn(plan.argv[0], plan.argv, plan.env, child_fds)
+        # bwrap takes the command itself only from its real command line; the
+        # command's argv is on view there anyway, as the sandboxed process's own.
+        separator = plan.argv.index("--")
+        arguments = _argument_file(plan.argv[1:separator])
+        to_close.append(arguments)
+        args_fd = next(fd for fd in range(9, 1 << 20) if fd not in child_fds)
+        child_fds[args_fd] = arguments
+        pid = spawn(plan.argv[0], [plan.argv[0], "--args", str(args_fd)] + plan.argv[separator:],
+                    HOST_ENVIRONMENT, child_fds)
         spawned = pid
         if plan.helper_masks:
             feeder = _feed(list_write, _helper_payload(plan))

@@ -17,6 +17,11 @@ _DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUI
                     signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR1,
                     signal.SIGUSR2, signal.SIGALRM)
 _HIGH_FD = 64
+# What every process ringfence starts on the host (bwrap, helpers) gets as its
+# environment: nothing from the user's shell, the policy or the workspace, so
+# that no configuration layer can load a library into it (LD_PRELOAD) or steer
+# it otherwise. The sandboxed command's own environment is handed over inside.
+HOST_ENVIRONMENT: dict[str, str] = {}
 
 
 def _open_fds() -> list[int]:

@@ -188,13 +188,30 @@ def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]
     return args
 
 
+def environment_args(env: dict) -> list[str]:
+    """The command's environment as bwrap options. bwrap itself starts with an
+    environment of ringfence's own, never this one: a variable such as
+    LD_PRELOAD would otherwise act on bwrap, which runs on the host."""
+    args = ["--clearenv"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    return args
+
+
 def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
-               mask_file: str, helper_masks=(), helper_command=(), wait_for_limits: bool = False) -> list[str]:
+               mask_file: str, helper_masks=(), helper_command=(), wait_for_limits: bool = False,
+               env: dict | None = None) -> list[str]:
     """The full command line. With `helper_masks`, bwrap runs `helper_command`
-    (which loads seccomp itself) instead of `command`. With `wait_for_limits`,
-    the sandbox waits on fd 8 until its resource limits are in place."""
+    (which loads seccomp itself, and gets the command's environment in its
+    payload) instead of `command`. With `wait_for_limits`, the sandbox waits
+    on fd 8 until its resource limits are in place. The launcher hands all
+    but the program to bwrap through `--args`, so that nothing here shows on
+    a command line other users can read."""
     helper = bool(helper_masks)
     args = [bwrap_path] + namespace_args(network_isolated, mask_helper=helper)
+    # The helper runs before the command with the capability to mount: it gets
+    # bwrap's own fixed environment, and hands the command its own at exec.
+    args += environment_args({} if helper or env is None else env)
     args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks))
     if helper:
         # The helper's source of empty files lives in the sandbox's own /dev,

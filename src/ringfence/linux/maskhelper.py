@@ -12,13 +12,16 @@ capability, loads the seccomp program and executes the command. The command
 cannot undo the masks: their mount namespace belongs to the outer user
 namespace, where it has no capability, and seccomp refuses mount calls.
 
-Standard library only, run as `python -I -S /dev/fd/7`: it must start fast
-and must not import anything a workspace could shadow.
+Standard library only, run as `python -I -S /dev/fd/7` with an empty
+environment: it must start fast, must not import anything a workspace could
+shadow, and nothing a policy sets (LD_PRELOAD) may load into it while it
+holds the capability to mount. The command's environment comes in the payload.
 
 Inputs: fd 7 this script, fd 3 the seccomp program (BPF), fd 5 NUL-separated fields (the real
 uid, the real gid, the mask source, then for each file to mask its directory,
 that directory's identity as the scan saw it ("dev:ino:ctime", or "-") and
-its name, an empty field, the command's argv), fd 6 the report pipe: "R"
+its name, an empty field, the number of environment entries and each
+NAME=VALUE, the command's argv), fd 6 the report pipe: "R"
 just before executing the command, or "E" and a message when something failed.
 """
 
@@ -168,7 +171,11 @@ def main():
     fields = read_all(LIST_FD).split(b"\0")
     separator = fields.index(b"", 3)
     uid, gid, source = int(fields[0]), int(fields[1]), fields[2]
-    listed, argv = fields[3:separator], fields[separator + 1:]  # empty arguments are arguments too
+    listed = fields[3:separator]
+    count = int(fields[separator + 1])
+    env_fields = fields[separator + 2:separator + 2 + count]
+    argv = fields[separator + 2 + count:]  # empty arguments are arguments too
+    env = dict(field.split(b"=", 1) for field in env_fields)
     entries = [tuple(listed[index:index + 3]) for index in range(0, len(listed), 3)]
     program = read_all(SECCOMP_FD)
 
@@ -201,7 +208,7 @@ def main():
     os.write(REPORT_FD, b"R")
     os.close(REPORT_FD)
     try:
-        os.execvp(argv[0], argv)
+        os.execvpe(argv[0], argv, env)
     except OSError as exc:
         os.write(2, f"ringfence: cannot execute {argv[0].decode(errors='replace')}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == 2 else 126)

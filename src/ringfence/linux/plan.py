@@ -97,7 +97,7 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
         helper_command = _helper_command(filesystem)
     argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper_masks=helper_masks,
-                      helper_command=helper_command, wait_for_limits=limited)
+                      helper_command=helper_command, wait_for_limits=limited, env=env_result.env)
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
                      mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
                      full_command, policy.limits if limited else None, mechanism,
