@@ -98,12 +98,16 @@ def parse(argv: list[str]):
         raise UsageError(f"--sandbox {options['sandbox']!r}: use read-only, workspace-write or "
                          "danger-full-access")
     if "timeout" in options:
+        from .policy.limits import seconds_problem
+
+        text = options["timeout"]
         try:
-            options["timeout"] = float(options["timeout"])
+            options["timeout"] = float(text)
         except ValueError:
-            raise UsageError(f"--timeout {options['timeout']!r} is not a number of seconds") from None
-        if options["timeout"] <= 0:
-            raise UsageError("--timeout must be positive")
+            raise UsageError(f"--timeout {text!r} is not a number of seconds") from None
+        problem = seconds_problem(options["timeout"])
+        if problem:
+            raise UsageError(f"--timeout {text!r} {problem}: give a number of seconds such as 600")
     return command, options, positional
 
 
@@ -179,8 +183,10 @@ def main(argv=None) -> int:
         _error(f"{exc}\n{USAGE.splitlines()[0]}  (ringfence --help for more)")
         return SANDBOX_FAILED if command == "run" else 2
     except RingfenceError as exc:
+        # The documented codes hold for every command: a configuration that
+        # cannot be loaded is 125 for `status` as much as for `run`.
         _error(str(exc))
-        return exc.exit_status if command == "run" else 2
+        return exc.exit_status
     except KeyboardInterrupt:
         return 130
 

@@ -142,6 +142,12 @@ class Sandbox:
         command = [os.fsdecode(part) if isinstance(part, bytes) else str(part) for part in command]
         if not command:
             raise ValueError("empty command")
+        if timeout is not None:
+            from .policy.limits import seconds_problem
+
+            problem = seconds_problem(timeout)
+            if problem:
+                raise ValueError(f"timeout={timeout!r} {problem}: give a number of seconds")
         policy = self.policy
         events = events or EventLog(path=events_path)
         cwd = os.path.abspath(cwd or policy.cwd)

@@ -114,6 +114,10 @@ def test_config_error_is_125_and_names_file_and_key(scene):
     result = scene.run(["true"])
     assert result.returncode == 125
     assert config in result.stderr and "sandbox_mode" in result.stderr and "workspace-write" in result.stderr
+    # The same code for the commands that only read the policy.
+    for command in (["status"], ["explain", "."]):
+        result = scene.ringfence(*command)
+        assert result.returncode == 125 and config in result.stderr, command
 
 
 def test_danger_full_access_runs_unwrapped_and_says_so(scene):

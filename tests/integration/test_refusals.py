@@ -120,7 +120,12 @@ def test_command_line_mistakes_are_one_clear_line_not_a_traceback(scene):
     vanished = scene.run(["sh", "-c", f"cd {gone} && rmdir {gone} && {sys.executable} -P -m ringfence run -- true"],
                          sandbox=False)
     assert vanished.returncode == 125 and "no longer exists" in vanished.stderr
-    for result in (conflicting, events, vanished):
+    never = scene.sh("touch ran", args=("--timeout", "nan"))
+    assert never.returncode == 125 and "--timeout" in never.stderr and not scene.exists("ws/ran")
+    scene.config("[limits]\ntimeout = inf\n")
+    infinite = scene.sh("touch ran")
+    assert infinite.returncode == 125 and "limits.timeout" in infinite.stderr and not scene.exists("ws/ran")
+    for result in (conflicting, events, vanished, never, infinite):
         assert "Traceback" not in result.stderr
 
 

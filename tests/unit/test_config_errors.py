@@ -470,3 +470,52 @@ def test_a_codex_key_nested_where_codex_does_not_read_it_is_still_an_error(world
     # could be a typo that silently loosens the policy.
     error, path = refused(world, '[sandbox_workspace_write]\nmodel = "x"\n')
     assert_names(error, path, "sandbox_workspace_write.model")
+
+
+# -- numbers: finite and in range at load, never a crash after the command started --------------
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5", "2592001", "true", '"10"'])
+def test_timeout_must_be_a_finite_positive_number(world, value):
+    with pytest.raises(ConfigError) as info:
+        world.load(overrides=[f"limits.timeout={value}"])
+    assert "limits.timeout" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["0", "4194305", "-1", "nan", '"lots"'])
+def test_process_count_must_be_in_the_kernel_range(world, value):
+    with pytest.raises(ConfigError) as info:
+        world.load(overrides=[f"limits.processes={value}"])
+    assert "limits.processes" in str(info.value) and "4194304" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ['"99999999999T"', "1", '"0M"', '"1.5G"', "nan"])
+def test_memory_must_be_a_sane_amount(world, value):
+    with pytest.raises(ConfigError) as info:
+        world.load(overrides=[f"limits.memory={value}"])
+    assert "limits.memory" in str(info.value)
+
+
+def test_a_project_timeout_of_nan_is_refused_not_taken_for_a_tightening(world):
+    world.write(world.project_file, "[limits]\ntimeout = nan\n")
+    with pytest.raises(ConfigError) as info:
+        world.load()
+    assert world.project_file in str(info.value) and "finite" in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9"])
+def test_the_timeout_flag_is_checked_before_anything_runs(value):
+    from ringfence.cli import UsageError, parse
+
+    with pytest.raises(UsageError) as info:
+        parse(["run", "--timeout", value, "--", "true"])
+    assert "--timeout" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 0])
+def test_the_api_timeout_is_checked_before_anything_runs(world, value):
+    from ringfence import Sandbox
+
+    sandbox = Sandbox(world.build())
+    with pytest.raises(ValueError) as info:
+        sandbox.run(["true"], timeout=value)
+    assert "timeout" in str(info.value)

@@ -292,9 +292,13 @@ class FilesystemSpec(Spec):
 
 class Processes(Spec):
     def check(self, value, path, ctx):
-        if value == "unlimited" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        from ..policy.limits import MAX_PROCESSES
+
+        if value == "unlimited" or (isinstance(value, int) and not isinstance(value, bool)
+                                    and 1 <= value <= MAX_PROCESSES):
             return ctx.setting(value, path)
-        raise ctx.error(path, f"{value!r} is not a process count", accepted='an integer >= 1, or "unlimited"')
+        raise ctx.error(path, f"{value!r} is not a process count",
+                        accepted=f'an integer from 1 to {MAX_PROCESSES}, or "unlimited"')
 
 
 class Memory(Spec):
@@ -303,21 +307,25 @@ class Memory(Spec):
 
         if parse_memory(value) is None:
             raise ctx.error(path, f"{value!r} is not an amount of memory",
-                            accepted='bytes as an integer, or a string such as "512M" or "2G"')
+                            accepted='bytes as an integer, or a string such as "512M" or "2G", '
+                                     'from 1M to 4096P')
         return ctx.setting(value, path)
 
 
 class Seconds(Spec):
     def check(self, value, path, ctx):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ctx.error(path, f"{value!r} is not a positive number of seconds", accepted="a number > 0")
+        from ..policy.limits import MAX_SECONDS, seconds_problem
+
+        problem = seconds_problem(value)
+        if problem:
+            raise ctx.error(path, f"{value!r} {problem}", accepted=f"a number of seconds > 0 and <= {MAX_SECONDS}")
         return ctx.setting(value, path)
 
 
 LIMITS = Table({
     "processes": Processes(),
     "memory": Memory(),
-    "cpu_time": Int(minimum=1),
+    "cpu_time": Int(minimum=1, maximum=30 * 24 * 3600),
     "timeout": Seconds(),
 })
 

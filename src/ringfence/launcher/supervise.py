@@ -187,7 +187,8 @@ class Supervisor:
             limits.append(0.05)
         if not limits:
             return None
-        return max(0, int(min(limits) * 1000) + 1)
+        # poll() takes an int of milliseconds: a far deadline is reached in steps.
+        return max(0, min(int(min(limits) * 1000) + 1, 60_000))
 
     def _pidfd_missing(self):
         return not hasattr(os, "pidfd_open")
