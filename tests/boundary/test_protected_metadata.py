@@ -169,3 +169,22 @@ def test_a_writable_root_inside_another_cannot_be_renamed_away(scene, moved):
     scene.sh(attack)  # (mv may fall back to copying: a copy carries nothing away)
     assert not scene.exists("ws/a/b/c/.vscode/tasks.json")
     assert os.stat(os.path.join(scene.ws, "a", "b", "c")).st_ino == inode, "the root was moved away"
+
+
+def test_a_newline_in_a_protected_path_cannot_make_ringfence_remove_a_host_directory(scene):
+    """A repository the sandbox makes names its hooks folder "h<newline>/VICTIM":
+    the next run makes placeholders along that path and must remove exactly
+    those afterwards, never the host directory the second line spells."""
+    victim = scene.mkdir("outside/victim")
+    scene.git("init", "-q")
+    hooks = "h\n" + victim
+    scene.sh(f"git init -q sub && git -C sub config core.hooksPath '{hooks}'")
+    assert scene.exists("ws/sub/.git/config")
+    # Control: git itself takes the setting as written, newline and all.
+    got = scene.git("config", "core.hooksPath", cwd=os.path.join(scene.ws, "sub"))
+    assert got.stdout.decode().rstrip("\n") == hooks
+    during = scene.sh("ls -d sub/h*")
+    assert during.returncode == 0 and "sub/h" in during.stdout, "the next run protects the folder it names"
+    assert os.path.isdir(victim), "ringfence removed a host directory it did not create"
+    assert not [name for name in os.listdir(os.path.join(scene.ws, "sub")) if name.startswith("h")], \
+        "the placeholders made for the path must be gone"

@@ -12,14 +12,22 @@ exclusively at the end is the last user and removes every placeholder the
 record lists (only empty directories: anything a user put there stays). A
 killed run releases its lock with its descriptors, so the next run finds the
 record and cleans up.
+
+A record lists what one workspace's runs created, as NUL-separated (path,
+device, inode) triples: a path may hold any byte but NUL (a newline in a
+sandbox-written core.hooksPath must not split one entry into two), and a
+directory is removed only if it is still the one ringfence made.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
 from ..errors import PolicyError
+
+RECORD_SUFFIX = ".placeholders"
 
 
 def _record_name(path: str) -> str:
@@ -56,7 +64,7 @@ class Placeholders:
 
     def _files(self, parent: str):
         name = _record_name(parent)
-        return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + ".paths")
+        return os.path.join(self.directory, name + ".lock"), os.path.join(self.directory, name + RECORD_SUFFIX)
 
     def acquire(self, paths, hold=()) -> list[str]:
         """Hold the lock of every path's workspace while the run lasts, and create
@@ -107,9 +115,21 @@ class Placeholders:
 
     @staticmethod
     def _record(record_path: str, mine: list[str]):
-        if mine:
-            with open(record_path, "a", encoding="utf-8", errors="surrogateescape") as record:
-                record.write("".join(path + "\n" for path in mine))
+        entries = []
+        for path in mine:
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue  # gone already: nothing of ours to remove later
+            entries.append(b"%s\0%d\0%d\0" % (os.fsencode(path), info.st_dev, info.st_ino))
+        if entries:
+            # One append per run: a killed writer leaves at most a torn last
+            # triple, which the reader drops.
+            fd = os.open(record_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, b"".join(entries))
+            finally:
+                os.close(fd)
 
     def release(self) -> list[str]:
         """Drop our locks; the last run out removes the placeholders. Returns removed paths."""
@@ -130,11 +150,12 @@ class Placeholders:
         except OSError:
             return removed
         for name in names:
-            if not name.endswith(".paths"):
+            if not name.endswith(RECORD_SUFFIX):
                 continue
             record_path = os.path.join(self.directory, name)
             try:
-                fd = os.open(record_path[:-6] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                fd = os.open(record_path[:-len(RECORD_SUFFIX)] + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                             0o600)
             except OSError:
                 continue
             removed += _clean_if_last(fd, record_path)
@@ -154,24 +175,52 @@ def _clean_if_last(fd: int, record_path: str) -> list[str]:
         os.close(fd)
 
 
+def _read_record(record_path: str) -> list[tuple[str, int, int]]:
+    try:
+        with open(record_path, "rb") as record:
+            fields = record.read().split(b"\0")
+    except OSError:
+        return []
+    entries = []
+    for index in range(0, len(fields) - 2, 3):
+        path, device, inode = fields[index:index + 3]
+        if device.isdigit() and inode.isdigit() and path.startswith(b"/"):
+            entries.append((os.fsdecode(path), int(device), int(inode)))
+    return entries
+
+
+def _remove_if_ours(path: str, device: int, inode: int) -> bool:
+    """rmdir `path` only if it is still the directory recorded, looked up and
+    removed relative to one open parent so that no swap in between redirects it."""
+    parent, name = os.path.split(path)
+    try:
+        parent_fd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino) != (device, inode):
+            return False
+        os.rmdir(name, dir_fd=parent_fd)
+        return True
+    except OSError:
+        return False  # not empty (a user put something there), or gone
+    finally:
+        os.close(parent_fd)
+
+
 def _clean(record_path: str) -> list[str]:
-    """Remove every listed placeholder that is still an empty directory, then the record.
+    """Remove every listed placeholder that is still the empty directory
+    ringfence made, then the record.
 
     The lock file stays: unlinking it while another run waits on it would give
     the next run a different lock, and two runs that cannot see each other.
     """
     removed = []
-    try:
-        with open(record_path, encoding="utf-8", errors="surrogateescape") as record:
-            paths = {line.rstrip("\n") for line in record if line.strip()}
-    except OSError:
-        return removed
-    for path in sorted(paths, reverse=True):  # what is inside a directory goes before it
-        try:
-            os.rmdir(path)
+    entries = set(_read_record(record_path))
+    for path, device, inode in sorted(entries, reverse=True):  # what is inside a directory goes before it
+        if _remove_if_ours(path, device, inode):
             removed.append(path)
-        except OSError:
-            pass
     try:
         os.unlink(record_path)
     except OSError:
