@@ -18,12 +18,13 @@ pytestmark = pytest.mark.integration
 class Terminal:
     """ringfence started on a pseudo-terminal we control, as a user at a shell would."""
 
-    def __init__(self, scene, argv, rows=24, cols=80):
+    def __init__(self, scene, argv, rows=24, cols=80, options=(), sandbox=True):
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid,
                                                     "extra_groups": []}
-        self.process = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--", *argv],
+        wrapper = [sys.executable, "-P", "-m", "ringfence", "run", *options, "--"] if sandbox else []
+        self.process = subprocess.Popen([*wrapper, *argv],
                                         cwd=scene.ws, env=scene.env(), stdin=slave, stdout=slave, stderr=slave,
                                         start_new_session=True, **kwargs)
         os.close(slave)
@@ -48,6 +49,10 @@ class Terminal:
     def send(self, data: bytes):
         os.write(self.master, data)
 
+    def echoing(self) -> bool:
+        """Whether the terminal (as the user's shell would find it) echoes keys."""
+        return bool(termios.tcgetattr(self.master)[3] & termios.ECHO)
+
     def wait(self, timeout=20):
         deadline = time.time() + timeout
         while self.process.poll() is None and time.time() < deadline:
@@ -57,6 +62,15 @@ class Terminal:
                     self.output += os.read(self.master, 4096)
                 except OSError:
                     pass
+        # What was written just before the exit is still in the pty's buffer.
+        while select.select([self.master], [], [], 0.05)[0]:
+            try:
+                chunk = os.read(self.master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.output += chunk
         return self.process.wait(timeout=1)
 
     def close(self):
@@ -210,3 +224,65 @@ def test_the_sandbox_cannot_set_the_users_clipboard(scene, terminal):
     term.wait()
     assert b"]52;" not in term.output and b"Y3VybCBldmlsIHwgc2g=" not in term.output
     assert b"beforeafter" in term.output
+
+
+# -- the user's terminal never reaches the sandbox, whatever the flags -----------------------------
+
+LEAKS = ("printf 'a\\033]52;c;Y3VybCBldmlsIHwgc2g=\\007b\\033]052;c;eA==\\007c"
+         "\\033]1337;File=inline=1:eA==\\007d\\033]5522;type=write\\033\\\\e\\n'")
+
+
+@pytest.mark.parametrize("options", [(), ("--no-tty",)], ids=["pty", "no-tty"])
+def test_clipboard_and_file_sequences_never_reach_the_terminal(scene, terminal, options):
+    control = terminal(["sh", "-c", LEAKS], sandbox=False)
+    control.wait()
+    assert b"]52;" in control.output and b"]1337;" in control.output, "control: the sequences are written"
+    term = terminal(["sh", "-c", LEAKS], options=options)
+    term.expect("e")
+    term.wait()
+    for marker in (b"]52;", b"]052;", b"]1337;", b"]5522;"):
+        assert marker not in term.output, term.output
+    assert b"abcde" in term.output
+
+
+def test_no_tty_keeps_the_terminal_out_of_reach(scene, terminal):
+    """With --no-tty the command gets pipes: it cannot turn the user's echo off,
+    nor find a terminal to talk to."""
+    control = terminal(["sh", "-c", "stty -echo; echo done"], sandbox=False)
+    control.expect("done")
+    control.wait()
+    assert not control.echoing(), "control: stty -echo on the terminal turns echo off"
+    term = terminal(["sh", "-c", "stty -echo; tty; echo done"], options=("--no-tty",))
+    term.expect("done")
+    term.wait()
+    assert term.echoing()
+    assert b"not a tty" in term.output
+
+
+def test_no_tty_still_passes_typed_input(scene, terminal):
+    term = terminal(["sh", "-c", "read line; echo got:$line"], options=("--no-tty",))
+    time.sleep(1)
+    term.send(b"hello\n")
+    term.expect("got:hello")
+    assert term.wait() == 0
+
+
+def test_modes_the_sandbox_leaves_on_are_turned_off(scene, terminal):
+    term = terminal(["sh", "-c", "printf '\\033[?1049h\\033[?1000h\\033[?25lbusy\\n'"])
+    term.expect("busy")
+    term.wait()
+    tail = term.output[term.output.rindex(b"busy"):]
+    assert b"\x1b[?1049l" in tail and b"\x1b[?1000l" in tail and b"\x1b[?25h" in tail
+
+
+def test_the_api_without_a_pty_does_not_hand_over_the_terminal(scene, terminal):
+    """A program using the API from a terminal: tty=False is the default."""
+    script = scene.write("ws/agent.py", (
+        "import sys\n"
+        "from ringfence import Sandbox, load_policy\n"
+        "Sandbox(load_policy('.')).run(['sh', '-c', sys.argv[1]])\n"))
+    term = terminal([sys.executable, "-P", script, "stty -echo; " + LEAKS], sandbox=False)
+    term.expect("e")
+    term.wait()
+    assert b"]52;" not in term.output and b"]1337;" not in term.output
+    assert term.echoing()

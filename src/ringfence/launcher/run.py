@@ -13,7 +13,7 @@ from .outcome import Outcome
 from .placeholders import Placeholders
 from .spawn import HOST_ENVIRONMENT, spawn
 from .supervise import TERMINATING, Supervisor
-from .terminal import RawMode, open_pty
+from .terminal import RawMode, SavedModes, open_pty
 
 INHERIT, DEVNULL, PIPE, CAPTURE = "inherit", "devnull", "pipe", "capture"
 
@@ -46,14 +46,22 @@ def ensure_mask_file(path: str):
     os.close(fd)
 
 
-def _tty_fds(io: IOSpec) -> list[int]:
-    if not io.tty:
-        return []
-    ttys = []
-    for fd, mode in ((0, io.stdin), (1, io.stdout), (2, io.stderr)):
-        if mode == INHERIT and os.isatty(fd):
-            ttys.append(fd)
-    return ttys
+def _terminal_fds(io: IOSpec) -> list[int]:
+    """Which of stdin, stdout and stderr would hand the sandbox the user's
+    terminal. None of them ever does: with `io.tty` they get a private pty,
+    without it pipes that ringfence relays."""
+    return [fd for fd, mode in ((0, io.stdin), (1, io.stdout), (2, io.stderr))
+            if mode == INHERIT and os.isatty(fd)]
+
+
+def _in_foreground(fd: int) -> bool:
+    """Whether reading the terminal on `fd` is ours to do: a run started in the
+    background of a shell would be stopped by SIGTTIN, or take keys meant for
+    the shell. A terminal that is not our controlling one has no job control."""
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return True
 
 
 def _helper_payload(plan) -> bytes:
@@ -217,6 +225,8 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     to_close: list[int] = []
     master = None
     raw = None
+    saved_modes = None
+    relay_ends: list[int] = []
     handlers = None
     applied = None
     spawned = None
@@ -237,8 +247,30 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
                                  "dup it to 9 or above")
             child_fds[fd] = fd
 
-        tty_fds = _tty_fds(io)
+        terminals = _terminal_fds(io)
+        saved_modes = SavedModes(terminals)
+        tty_fds = terminals if io.tty else []
         pty_output = pty_input = None
+        relays: dict[int, int] = {}
+        input_relay = None
+        if terminals and not io.tty:
+            for fd in terminals:
+                read_end, write_end = os.pipe()
+                if fd == 0 and _in_foreground(0):
+                    to_close.append(read_end)
+                    child_fds[0] = read_end
+                    input_relay = (0, write_end)
+                elif fd == 0:
+                    os.close(read_end)
+                    os.close(write_end)
+                    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                    to_close.append(devnull)
+                    child_fds[0] = devnull
+                else:
+                    to_close.append(write_end)
+                    child_fds[fd] = write_end
+                    relays[read_end] = fd
+                    relay_ends.append(read_end)
         if tty_fds:
             master, slave = open_pty(size_from=tty_fds[0])
             to_close.append(slave)
@@ -313,7 +345,8 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
                                 stderr_fd=stderr_fd,
                                 input_fd=input_fd, input_data=io.input or b"", pty_master=master,
                                 pty_output=pty_output, pty_input=pty_input, timeout=timeout,
-                                on_event=events.emit)
+                                on_event=events.emit, relays=relays, input_relay=input_relay)
+        input_relay = None  # the supervisor closes it
         if forward_signals:
             handlers = _Handlers(supervisor, with_winch=master is not None)
         if pty_input is not None:
@@ -348,6 +381,12 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
                 events.emit("limits.report", **report)
         if raw is not None:
             raw.restore()
+        if saved_modes is not None:
+            saved_modes.restore()
+        for fd in relay_ends:
+            os.close(fd)
+        if input_relay is not None:
+            os.close(input_relay[1])
         if handlers is not None:
             handlers.restore()
         for fd in to_close:

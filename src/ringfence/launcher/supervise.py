@@ -13,7 +13,7 @@ import select
 from . import signals as signal
 import time
 
-from .terminal import ClipboardFilter, copy_window_size, foreground_group
+from .terminal import TerminalFilter, copy_window_size, foreground_group
 
 GRACE_SECONDS = 3.0
 DRAIN_SECONDS = 2.0
@@ -40,7 +40,12 @@ class Supervisor:
                  stdout_fd: int | None = None,
                  stderr_fd: int | None = None, input_fd: int | None = None, input_data: bytes = b"",
                  pty_master: int | None = None, pty_output: int | None = None,
-                 pty_input: int | None = None, timeout: float | None = None, on_event=None):
+                 pty_input: int | None = None, timeout: float | None = None, on_event=None,
+                 relays: dict[int, int] | None = None, input_relay: tuple[int, int] | None = None):
+        """`relays` maps the read end of a pipe the sandbox writes to onto the
+        user's terminal that its bytes go to, through the filter; `input_relay`
+        is (the user's terminal, the pipe the sandbox reads from): without a
+        pty of its own, the sandbox still never holds the user's terminal."""
         self.pid = pid
         self.status_fd = status_fd
         self.stdout_fd = stdout_fd
@@ -57,7 +62,11 @@ class Supervisor:
         self.kill_at = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        self.clipboard_filter = ClipboardFilter()
+        self.pty_filter = TerminalFilter()
+        self.relays = dict(relays or {})
+        self.relay_filters = {fd: TerminalFilter() for fd in self.relays}
+        self.input_relay = input_relay
+        self.to_input = bytearray()
         self._status = initial_status
         if initial_status:
             self._parse_status()
@@ -124,6 +133,11 @@ class Supervisor:
         watch(self.stderr_fd, select.POLLIN, "stderr")
         watch(self.pty_master, select.POLLIN, "pty")
         watch(self.pty_input, select.POLLIN, "user-input")
+        for fd in self.relays:
+            watch(fd, select.POLLIN, "relay")
+        if self.input_relay is not None:
+            os.set_blocking(self.input_relay[1], False)
+            watch(self.input_relay[0], select.POLLIN, "relay-input")
         if self.input_fd is not None:
             if self.input_data:
                 os.set_blocking(self.input_fd, False)
@@ -137,7 +151,7 @@ class Supervisor:
             while True:
                 if exited_at is None:
                     exited_at = self._reap(block=False)
-                readers = [n for n in watched.values() if n in ("stdout", "stderr", "status", "pty")]
+                readers = [n for n in watched.values() if n in ("stdout", "stderr", "status", "pty", "relay")]
                 if exited_at is not None and (not readers or time.monotonic() - exited_at > DRAIN_SECONDS):
                     break
                 timeout_ms = self._poll_timeout(exited_at)
@@ -157,6 +171,10 @@ class Supervisor:
                         self._read_user(fd, unwatch)
                     elif name == "pty":
                         self._pty_ready(fd, mask, poller, unwatch)
+                    elif name == "relay":
+                        self._relay_output(fd, unwatch)
+                    elif name in ("relay-input", "relay-input-out"):
+                        self._relay_input(name, watch, unwatch)
                     else:
                         self._read(fd, name, unwatch)
                 self._check_deadlines()
@@ -165,6 +183,10 @@ class Supervisor:
                 os.close(pidfd)
             if self.input_fd is not None:
                 os.close(self.input_fd)
+            if self.input_relay is not None:
+                os.close(self.input_relay[1])
+                self.input_relay = None
+            self._reset_terminals()
         if self.result.wait_status is None:
             self._reap(block=True)
         self._parse_status()
@@ -283,7 +305,7 @@ class Supervisor:
                 unwatch(fd)
                 return
             if chunk:
-                chunk = self.clipboard_filter.feed(chunk)
+                chunk = self.pty_filter.feed(chunk)
                 if chunk:
                     _write_all(self.pty_output, chunk)
         if fd in (self.pty_master,):
@@ -291,6 +313,61 @@ class Supervisor:
                 poller.modify(fd, select.POLLIN | (select.POLLOUT if self.to_pty else 0))
             except (KeyError, ValueError, OSError):
                 pass
+
+    def _relay_output(self, fd, unwatch):
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not chunk:
+            unwatch(fd)
+            return
+        chunk = self.relay_filters[fd].feed(chunk)
+        if chunk:
+            _write_all(self.relays[fd], chunk)
+
+    def _relay_input(self, name, watch, unwatch):
+        source, pipe = self.input_relay
+        if name == "relay-input":
+            try:
+                chunk = os.read(source, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:  # the user's end of input: the command's too
+                unwatch(source)
+                unwatch(pipe)
+                os.close(pipe)
+                self.input_relay = None
+                return
+            self.to_input += chunk
+        try:
+            del self.to_input[:os.write(pipe, self.to_input)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the command closed its input: what the user types stays theirs
+            self.to_input.clear()
+            unwatch(source)
+            unwatch(pipe)
+            return
+        # While the command does not read, stop taking the user's keys.
+        if self.to_input:
+            unwatch(source)
+            watch(pipe, select.POLLOUT, "relay-input-out")
+        else:
+            unwatch(pipe)
+            watch(source, select.POLLIN, "relay-input")
+
+    def _reset_terminals(self):
+        """Turn off the modes the sandbox left on (alternate screen, mouse, ...)."""
+        targets = [(self.pty_filter, self.pty_output)] if self.pty_output is not None else []
+        targets += [(self.relay_filters[fd], self.relays[fd]) for fd in self.relays]
+        for terminal_filter, fd in targets:
+            reset = terminal_filter.reset_sequence()
+            if reset:
+                try:
+                    _write_all(fd, reset)
+                except OSError:
+                    pass
 
     def _parse_status(self):
         text = self._status.decode(errors="replace")
