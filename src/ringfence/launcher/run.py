@@ -227,6 +227,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     raw = None
     saved_modes = None
     relay_ends: list[int] = []
+    input_relay = None
     handlers = None
     applied = None
     spawned = None

@@ -171,8 +171,6 @@ class Supervisor:
                         self._read_user(fd, unwatch)
                     elif name == "pty":
                         self._pty_ready(fd, mask, poller, unwatch)
-                    elif name == "relay":
-                        self._relay_output(fd, unwatch)
                     elif name in ("relay-input", "relay-input-out"):
                         self._relay_input(name, watch, unwatch)
                     else:
@@ -248,6 +246,10 @@ class Supervisor:
             self._out.append(chunk)
         elif name == "stderr":
             self._err.append(chunk)
+        elif name == "relay":
+            chunk = self.relay_filters[fd].feed(chunk)
+            if chunk:
+                _write_all(self.relays[fd], chunk)
         else:
             self._status += chunk
             if self.sandbox_pid is None:
@@ -313,18 +315,6 @@ class Supervisor:
                 poller.modify(fd, select.POLLIN | (select.POLLOUT if self.to_pty else 0))
             except (KeyError, ValueError, OSError):
                 pass
-
-    def _relay_output(self, fd, unwatch):
-        try:
-            chunk = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if not chunk:
-            unwatch(fd)
-            return
-        chunk = self.relay_filters[fd].feed(chunk)
-        if chunk:
-            _write_all(self.relays[fd], chunk)
 
     def _relay_input(self, name, watch, unwatch):
         source, pipe = self.input_relay
