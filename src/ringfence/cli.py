@@ -147,6 +147,13 @@ def cmd_run(options, positional) -> int:
             _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
                    + ". Their config and hooks run on your machine when you use git there: review "
                      ".git/config and .git/hooks first, or delete them.")
+        elif event["type"] == "protected.created":
+            loaded = [path for path in event["paths"] if os.path.basename(path) == ".ringfence"]
+            _error("warning: the sandbox created " + ", ".join(event["paths"])
+                   + ". Programs on your machine act on these (editors and agents run their tasks, settings "
+                     "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
+                                    "configuration" if loaded else "")
+                   + "): review them before you work in those folders, or delete them.")
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")

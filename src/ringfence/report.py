@@ -74,6 +74,7 @@ def status_data(policy) -> dict:
         "command_rules": [{"prefix": " ".join(r.prefix), "decision": r.decision, "origin": r.origin}
                           for r in policy.commands.rules],
         "builtin_protections": [{"protection": what, "opt_out": how} for what, how in policy.builtins],
+        "refusals": [{"message": refusal.message, "hint": refusal.hint} for refusal in policy.refusals],
     }
     return data
 
@@ -87,6 +88,12 @@ def status(policy, *, as_json: bool) -> int:
         return 0
     out = []
     add = out.append
+    for refusal in data["refusals"]:
+        add(f"CANNOT RUN: {refusal['message']}")
+        if refusal["hint"]:
+            add(f"  fix: {refusal['hint']}")
+    if data["refusals"]:
+        add("")
     add(f"profile        {data['profile']}   (chosen by {data['chosen_by']})")
     backend = data["backend"]
     if "error" in backend:
@@ -157,6 +164,9 @@ def explain_data(policy, path: str) -> dict:
     notes = []
     if not policy.sandboxed:
         notes.append("danger-full-access: nothing is enforced")
+    if policy.refusals:
+        notes.append(f"this policy cannot run as it stands ({len(policy.refusals)} problem(s)): "
+                     "`ringfence status` lists them")
     if decision.path != absolute:
         notes.append(f"reached through a symlink; rules apply to {decision.path}")
     if rule is not None and rule.kind == "glob":

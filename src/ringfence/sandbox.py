@@ -101,7 +101,9 @@ class Sandbox:
         self.policy = policy if policy is not None else load_policy(**load_options)
         self._reuse: dict = {}
         self._placeholders = None
-        self._known_repositories = {cap.path for cap in self.policy.filesystem.caps}
+        fs = self.policy.filesystem
+        self._known_protected = {cap.path for cap in fs.caps} | {path for path, _kind, exists, _label in fs.protected
+                                                                   if exists}
 
     def close(self):
         """Remove the placeholders this sandbox keeps between runs (also done at
@@ -149,6 +151,11 @@ class Sandbox:
             if problem:
                 raise ValueError(f"timeout={timeout!r} {problem}: give a number of seconds")
         policy = self.policy
+        if policy.refusals:
+            first = policy.refusals[0]
+            more = len(policy.refusals) - 1
+            raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
+                              hint=first.hint)
         events = events or EventLog(path=events_path)
         cwd = os.path.abspath(cwd or policy.cwd)
         if not os.path.isdir(cwd):
@@ -198,8 +205,8 @@ class Sandbox:
             timeout = policy.limits.timeout
         outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
                            placeholders=self._holder(state) if keep_placeholders else None)
-        from .launcher.run import report_new_repositories
+        from .launcher.run import report_new_protected
 
-        if report_new_repositories(policy, self._known_repositories, events):
+        if report_new_protected(policy, self._known_protected, events):
             outcome = outcome.replace(events=tuple(events.events))
         return outcome

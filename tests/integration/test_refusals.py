@@ -1,6 +1,7 @@
 """When the sandbox cannot be built exactly as the policy says, the command
 does not run, and the error says what failed and how to fix it."""
 
+import json
 import os
 import stat
 import sys
@@ -32,6 +33,22 @@ def test_protected_name_that_is_a_symlink_refuses_to_run(scene):
     result = scene.sh("touch ran")
     assert result.returncode == 125 and not scene.exists("ws/ran")
     assert ".codex" in result.stderr and "symlink" in result.stderr
+    # status still shows the policy, with what keeps it from running.
+    status = scene.ringfence("status")
+    assert status.returncode == 0, status.stderr
+    assert "CANNOT RUN" in status.stdout and ".codex" in status.stdout and "filesystem" in status.stdout
+    data = json.loads(scene.ringfence("status", "--json").stdout)
+    assert any(".codex" in refusal["message"] for refusal in data["refusals"])
+    explained = scene.ringfence("explain", ".codex")
+    assert explained.returncode == 0 and "cannot run" in explained.stdout
+
+
+def test_nested_protected_name_that_is_a_symlink_refuses_to_run(scene):
+    scene.mkdir("ws/app")
+    os.symlink(scene.outside, os.path.join(scene.ws, "app", ".vscode"))
+    result = scene.sh("touch ran")
+    assert result.returncode == 125 and not scene.exists("ws/ran")
+    assert "symlink" in result.stderr and "fix:" in result.stderr
 
 
 def test_glob_rooted_at_slash_is_refused(scene):

@@ -174,25 +174,42 @@ class _Handlers:
             signal.signal(signum, handler)
 
 
-def report_new_repositories(policy, known: set, events) -> list[str]:
-    """`.git` entries that appeared in the workspace while the run lasted.
+def report_new_protected(policy, known: set, events) -> list[str]:
+    """Protected names (`.git`, `.ringfence`, editor and agent folders, ...)
+    that appeared in a writable tree while the run lasted.
 
-    Their config and hooks were written by the sandbox, and git on the host
-    runs them (core.fsmonitor on `git status`, hooks on commit) for whoever
-    works in that directory next. Mounts cannot stop a name from being created
-    anywhere in a writable tree, so the run ends with a warning naming them.
-    `known` holds what was there before (and grows with what was reported).
+    What they hold was written by the sandbox, and programs on the host act on
+    it without review: git runs a new repository's config and hooks
+    (core.fsmonitor on `git status`), ringfence itself loads a `.ringfence`
+    configuration, editors and agents the tasks and hooks of their folders.
+    Mounts cannot stop a name from being created anywhere in a writable tree,
+    so the run ends with a warning naming them. `known` holds what was there
+    before (and grows with what was reported).
     """
+    from ..policy.filesystem import TIER_PROTECTED
     from ..policy.globs import entries_named
 
+    names = {glob.pattern[3:] for glob in policy.filesystem.globs
+             if glob.tier == TIER_PROTECTED and glob.pattern.startswith("**/")}
+    if not names:
+        return []
     found = []
     for snapshot in policy.filesystem.writable_snapshots():
-        found += [path for path in entries_named(snapshot, ".git") if path not in known]
-    if found:
-        known.update(found)
-        events.emit("git.created", paths=sorted(found),
+        found += [path for path in entries_named(snapshot, names) if path not in known]
+    if not found:
+        return found
+    known.update(found)
+    repositories = sorted(path for path in found if os.path.basename(path) == ".git")
+    others = sorted(path for path in found if os.path.basename(path) != ".git")
+    if repositories:
+        events.emit("git.created", paths=repositories,
                     warning="repositories created by the sandbox: their config and hooks run when git is "
                             "used there; review them before running git in those directories")
+    if others:
+        events.emit("protected.created", paths=others,
+                    warning="configuration created by the sandbox that programs on the host act on: "
+                            "ringfence loads .ringfence/config.toml, editors and agents their folders' "
+                            "tasks, settings and hooks; review or delete them before working there")
     return found
 
 

@@ -234,7 +234,7 @@ def _other_names(path: str, root: str, limit: int = 5) -> list[str]:
 
 
 def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None,
-                identities=None):
+                identities=None, refusals=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
@@ -283,6 +283,16 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
                 hits = [m for m in hits
                         if not any(c.fullmatch(os.path.relpath(m.path, root)) for c in compiled)]
             for match in hits:
+                if tier == TIER_PROTECTED and match.via_link:
+                    # A mount would land on the target; the sandbox could
+                    # replace the link itself with a folder of its own.
+                    _refuse(refusals, PolicyError(
+                        f"{match.link} is a symlink (to {match.path}) inside a writable folder: the sandbox "
+                        "could replace it and escape the protection of its target",
+                        hint="replace the symlink with the real file or folder, or make its folder read-only"))
+                    continue
+                if match.dangling:
+                    continue  # nothing there to mask
                 if match.via_link and not is_within(match.path, root) and not (home and is_within(match.path, home)):
                     # A link named like a secret but pointing into the system (x.pem -> /usr/lib/python3)
                     # would mask that system path in every later run: the policy's own rules decide it.
@@ -292,14 +302,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
                                                                tier=TIER_PROTECTED, spelled=match.path)))
                     continue
                 if access == NONE and not match.is_dir and hard_link_count(match.path) > 1:
-                    others = _other_names(match.path, root)
-                    where = ("; other names: " + ", ".join(others)) if others else \
-                        f"; none of them under {root}"
-                    raise PolicyError(
-                        f"{match.path} is denied by {label} but has {hard_link_count(match.path)} hard links, "
-                        f"and a mask covers one name only{where}",
-                        hint=f"find every name with `find / -xdev -samefile '{match.path}'` and delete the ones "
-                             "that should not hold the secret (copying the file would leave the secret in them)")
+                    _refuse(refusals, _hard_link_refusal(match.path, label, root))
                 kind = "credentials" if tier == TIER_BUILTIN else "glob"
                 rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
                                       spelled=match.path))
@@ -308,7 +311,63 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
     return rules, summaries, caps
 
 
-def _protected_entries(writable_roots, names, home, env, repositories=()):
+# Installed dependencies are not opened as projects, and their packages often
+# ship editor folders: protecting those would make every reinstall fail on a
+# mount point it cannot remove. Their .git entries stay protected.
+DEPENDENCY_TREES = ("**/node_modules/**", "**/site-packages/**", "**/dist-packages/**")
+
+
+def _writable_before_scan(rules, project_roots, provisional) -> list[str]:
+    """The roots the sandbox may write on the host, from the rules known before
+    the glob scan (globs only ever add denials and protections)."""
+    roots = {rule.path for rule in rules if rule.access == WRITE and rule.kind == "path" and rule.path != "/"}
+    roots |= {root for root in project_roots if provisional.decide_canonical(root).access == WRITE}
+    return sorted(root for root in roots
+                  if provisional.decide_canonical(root).access == WRITE
+                  and not provisional.decide_canonical(root).private)
+
+
+def _outermost(roots: list[str]) -> list[str]:
+    kept: list[str] = []
+    for root in sorted(roots):
+        if not any(is_within(root, outer) for outer in kept):
+            kept.append(root)
+    return kept
+
+
+def _nested_protection_specs(roots, names) -> list[tuple]:
+    """Glob specs that find every existing protected name below each root."""
+    specs = []
+    for root in roots:
+        specs.append((root, "**/.git", READ, BUILTIN, "nested .git (built-in protected metadata)",
+                      TIER_PROTECTED, None, ()))
+        for name, _kind in names:
+            if name != ".git":
+                specs.append((root, f"**/{name}", READ, BUILTIN, f"nested {name} (built-in protected metadata)",
+                              TIER_PROTECTED, None, DEPENDENCY_TREES))
+    return specs
+
+
+def _refuse(refusals, error: PolicyError):
+    """Record what keeps the policy from being enforced; the run refuses, while
+    `status` and `explain` still show everything else. Without a list (a caller
+    that only wants a policy it can run), refuse at once."""
+    if refusals is None:
+        raise error
+    refusals.append(error)
+
+
+def _hard_link_refusal(path: str, label: str, root: str) -> PolicyError:
+    others = _other_names(path, root)
+    where = ("; other names: " + ", ".join(others)) if others else f"; none of them under {root}"
+    return PolicyError(
+        f"{path} is denied by {label} but has {hard_link_count(path)} hard links, "
+        f"and a mask covers one name only{where}",
+        hint=f"find every name with `find / -xdev -samefile '{path}'` and delete the ones "
+             "that should not hold the secret (copying the file would leave the secret in them)")
+
+
+def _protected_entries(writable_roots, names, home, env, repositories=(), refusals=None):
     """Protected metadata at the top of each writable root, the hooks directory
     git is configured to use, and every git config file (includes too) that a
     writable root holds: (path, kind, exists, label). `repositories` are the
@@ -324,8 +383,9 @@ def _protected_entries(writable_roots, names, home, env, repositories=()):
         # for a directory of its own, and git on the host reads that instead.
         for link in symlink_components(spelled):
             if writable(os.path.dirname(link)):
-                raise PolicyError(f"{what} {spelled} is reached through the symlink {link}, which the sandbox "
-                                  "could replace", hint=hint)
+                _refuse(refusals, PolicyError(f"{what} {spelled} is reached through the symlink {link}, which "
+                                              "the sandbox could replace", hint=hint))
+                return
 
     for root in list(writable_roots) + [r for r in repositories if r not in writable_roots]:
         chain = _git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
@@ -339,17 +399,19 @@ def _protected_entries(writable_roots, names, home, env, repositories=()):
         if hooks and writable(hooks) and hooks != root:
             refuse_swappable_links(spelled_hooks, "core.hooksPath", "point core.hooksPath at the real directory")
             if os.path.islink(hooks):
-                raise PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
-                                  hint="point core.hooksPath at the real directory")
+                _refuse(refusals, PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
+                                              hint="point core.hooksPath at the real directory"))
             entries.append((hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
-        for name, kind in names if root in writable_roots else ():
+        # A nested repository is a project of its own: the whole list holds there.
+        for name, kind in names:
             path = os.path.join(root, name)
             label = f'protected "{name}" in {root}'
             if os.path.islink(path):
-                raise PolicyError(
+                _refuse(refusals, PolicyError(
                     f"{path} is a symlink inside the writable root {root}: the sandbox could replace it "
                     "and escape the protection of its target",
-                    hint=f"replace the symlink with the real {kind}, or make {root} read-only")
+                    hint=f"replace the symlink with the real {kind}, or make {root} read-only"))
+                continue
             exists = os.path.lexists(path)
             entries.append((path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
             if name == ".git" and exists and os.path.isfile(path):
@@ -488,7 +550,7 @@ def _gitdir_target(dot_git_file: str) -> str | None:
     return target
 
 
-def _check_symlinks(rules, provisional: FilesystemPolicy):
+def _check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
     """A denied or read-only path reached through a symlink that the sandbox can
     rewrite is refused: the protection would follow the link, not the name."""
     for rule in rules:
@@ -497,10 +559,10 @@ def _check_symlinks(rules, provisional: FilesystemPolicy):
         for link in symlink_components(rule.spelled):
             parent = os.path.dirname(link)
             if provisional.decide_canonical(canonical(parent)).access == WRITE:
-                raise PolicyError(
+                _refuse(refusals, PolicyError(
                     f"{rule.describe()} reaches {rule.path} through the symlink {link}, "
                     f"which the sandbox can rewrite ({parent} is writable)",
-                    hint=f"write the rule for the real path {rule.path}, or make {parent} read-only")
+                    hint=f"write the rule for the real path {rule.path}, or make {parent} read-only"))
 
 
 def _environment_policy(config, added) -> EnvironmentPolicy:
@@ -612,25 +674,6 @@ def build(config, *, env=None) -> Policy:
     # Before the scan: a workspace of / or $HOME would be scanned whole first.
     _refuse_home_as_workspace(project_roots, home, provisional)
     _refuse_credentials_as_workspace(project_roots, provisional)
-    # Every .git already in a writable project, not only the top one: a
-    # submodule's .git file redirected to a gitdir of the sandbox's making
-    # would run that gitdir's config on the host's next `git status`.
-    nested_git = [(root, "**/.git", READ, BUILTIN, "nested .git (built-in protected metadata)", TIER_PROTECTED, None)
-                  for root in project_roots if provisional.decide_canonical(root).access == WRITE]
-
-    snapshots: dict = {}
-    scanned_directories: dict = {}
-    glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested_git, provisional,
-                                                        cache_dir=os.path.join(state_dir(home), "cache"),
-                                                        home=home, snapshots=snapshots,
-                                                        identities=scanned_directories)
-    rules = base_rules + glob_rules
-    provisional = FilesystemPolicy(rules)
-    _check_symlinks(profile_rules, provisional)
-
-    writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
-                            | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE
-                               and not provisional.decide_canonical(p).private})
     names_setting = protection.get("metadata")
     if names_setting is None:
         from .builtin_data import protected_names
@@ -638,9 +681,31 @@ def build(config, *, env=None) -> Policy:
         names = protected_names()
     else:
         names = tuple((n.rstrip("/"), "dir" if n.endswith("/") else "file") for n in names_setting.value)
+    # Every protected name already anywhere in a writable tree, not only at its
+    # top: a submodule's .git file redirected to a gitdir of the sandbox's
+    # making would run that gitdir's config on the host's next `git status`,
+    # and editors and agents open subfolders as projects (sub/.vscode,
+    # sub/.claude). Every writable root, however it became writable, is scanned.
+    nested = _nested_protection_specs(_outermost(_writable_before_scan(base_rules, project_roots, provisional)),
+                                      names)
+
+    refusals: list[PolicyError] = []
+    snapshots: dict = {}
+    scanned_directories: dict = {}
+    glob_rules, glob_summaries, glob_caps = _scan_globs(glob_specs + cred_globs + nested, provisional,
+                                                        cache_dir=os.path.join(state_dir(home), "cache"),
+                                                        home=home, snapshots=snapshots,
+                                                        identities=scanned_directories, refusals=refusals)
+    rules = base_rules + glob_rules
+    provisional = FilesystemPolicy(rules)
+    _check_symlinks(profile_rules, provisional, refusals)
+
+    writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
+                            | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE
+                               and not provisional.decide_canonical(p).private})
     nested_repositories = sorted({os.path.dirname(cap.path) for cap in glob_caps
                                   if os.path.basename(cap.path) == ".git"})
-    protected = _protected_entries(writable_roots, names, home, env, nested_repositories)
+    protected = _protected_entries(writable_roots, names, home, env, nested_repositories, refusals)
     caps = [Cap(path, READ, PathRule(path, READ, BUILTIN, label, kind="protected", tier=TIER_PROTECTED,
                                      spelled=path)) for path, _kind, _exists, label in protected]
     caps += glob_caps
@@ -660,4 +725,5 @@ def build(config, *, env=None) -> Policy:
         ("process cap: " + ", ".join(limits.describe()), '[limits] processes = "unlimited"'),
     )
     return Policy(True, selection.name, selection.origin, cwd, home, project_roots, filesystem, network,
-                  environment, commands, approval, config.project_trusted, sources, ignored, builtins, limits)
+                  environment, commands, approval, config.project_trusted, sources, ignored, builtins, limits,
+                  tuple(refusals))

@@ -91,13 +91,17 @@ def static_prefix(path_pattern: str) -> str:
 
 
 class Match:
-    __slots__ = ("path", "is_dir", "pattern", "via_link")
+    """`path` is canonical; when the entry found was a symlink, `link` is its own name."""
 
-    def __init__(self, path, is_dir, pattern, via_link=False):
+    __slots__ = ("path", "is_dir", "pattern", "via_link", "link", "dangling")
+
+    def __init__(self, path, is_dir, pattern, via_link=False, link=None, dangling=False):
         self.path = path
         self.is_dir = is_dir
         self.pattern = pattern
         self.via_link = via_link
+        self.link = link
+        self.dangling = dangling
 
 
 def _name_only(pattern: str):
@@ -420,14 +424,15 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         if identities is not None and matches:
             identities[directory] = (info.st_dev, info.st_ino, info.st_ctime_ns)
         for name, is_dir, is_link, pattern in matches:
-            path = _join(directory, name)
+            path = link = _join(directory, name)
             target_is_dir = is_dir
+            dangling = False
             if is_link:
                 path = os.path.realpath(path)
-                if not os.path.exists(path):
-                    continue
+                dangling = not os.path.exists(path)
                 target_is_dir = os.path.isdir(path)
-            found.append(Match(path, target_is_dir, pattern, via_link=is_link))
+            found.append(Match(path, target_is_dir, pattern, via_link=is_link, link=link if is_link else None,
+                               dangling=dangling))
             if len(found) > MAX_MATCHES:
                 raise PolicyError(
                     f"glob scan under {root} matched more than {MAX_MATCHES} paths",
@@ -441,14 +446,16 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     return found
 
 
-def entries_named(snapshot: dict, name: str) -> list[str]:
-    """Paths called `name` in directories that changed since `snapshot` was
-    taken, including everything under directories that did not exist then.
+def entries_named(snapshot: dict, names) -> list[str]:
+    """Paths whose name is one of `names` in directories that changed since
+    `snapshot` was taken, including everything under directories that did not
+    exist then.
 
     A directory's ctime moves whenever an entry is added, removed or renamed
     in it, so unchanged directories need no listing: the check costs one lstat
     per directory the scan saw.
     """
+    names = {names} if isinstance(names, str) else set(names)
     found = []
     for directory, (inode, ctime, subdirs) in snapshot.items():
         try:
@@ -463,13 +470,12 @@ def entries_named(snapshot: dict, name: str) -> list[str]:
         except OSError:
             continue
         for entry in listing:
-            if entry.name == name:
+            if entry.name in names:
                 found.append(entry.path)
             elif entry.name not in subdirs and entry.is_dir(follow_symlinks=False):
                 for below, dirs, files in os.walk(entry.path):
-                    found += [os.path.join(below, n) for n in dirs + files if n == name]
-                    if name in dirs:
-                        dirs.remove(name)
+                    found += [os.path.join(below, n) for n in dirs + files if n in names]
+                    dirs[:] = [d for d in dirs if d not in names]
     return found
 
 
