@@ -78,3 +78,44 @@ def test_a_subtree_nobody_here_can_enter_does_not_stop_the_scan(ordinary_scene):
     result = scene.sh("cat enterable/.env")
     assert result.returncode == 125 and "glob scan failed" in result.stderr
     assert "volume-secret" not in result.stdout
+
+
+def test_a_workspace_secret_that_is_a_link_to_outside_is_denied_where_it_leads(scene):
+    """`.env` in the workspace links to a shared deploy folder outside the
+    workspace and the home: the deny rule on the name follows the link."""
+    target = scene.write("outside/deploy/.env", f"TOKEN={SECRET}\n")
+    scene.git("init", "-q")
+    os.symlink(target, os.path.join(scene.ws, ".env"))
+    control = scene.sh("cat .env > leak.txt", sandbox=False)
+    assert leaked(scene, control)
+    scene.write("ws/leak.txt", "")
+    result = scene.sh(f"cat .env > leak.txt; cat {target} >> leak.txt")
+    assert not leaked(scene, result), result.stderr
+    explained = scene.ringfence("explain", ".env")
+    assert ": none" in explained.stdout, explained.stdout
+
+
+def test_a_workspace_secret_linking_to_a_folder_outside_refuses_to_run(scene):
+    scene.write("outside/deploy/keys/prod", SECRET)
+    scene.git("init", "-q")
+    os.symlink(os.path.join(scene.outside, "deploy", "keys"), os.path.join(scene.ws, "id_rsa"))
+    control = scene.sh("cat id_rsa/prod > leak.txt", sandbox=False)
+    assert leaked(scene, control)
+    scene.write("ws/leak.txt", "")
+    result = scene.sh("cat id_rsa/prod > leak.txt")
+    assert result.returncode == 125 and not leaked(scene, result)
+    assert "id_rsa" in result.stderr and "deploy/keys" in result.stderr and "fix:" in result.stderr
+
+
+def test_a_hard_link_to_a_denied_credential_refuses_to_run(scene):
+    """~/netrc.bak made earlier as a hard link to ~/.netrc reads the secret
+    under a name no rule denies; the rule's target is checked like a glob's."""
+    netrc = scene.write("home/.netrc", f"machine x login u password {SECRET}\n")
+    os.link(netrc, os.path.join(scene.home, "netrc.bak"))
+    scene.git("init", "-q")
+    control = scene.sh("cat ~/netrc.bak > leak.txt", sandbox=False, env={"HOME": scene.home})
+    assert leaked(scene, control)
+    scene.write("ws/leak.txt", "")
+    result = scene.sh("cat ~/netrc.bak > leak.txt")
+    assert result.returncode == 125 and not leaked(scene, result)
+    assert ".netrc" in result.stderr and "hard link" in result.stderr and "netrc.bak" in result.stderr

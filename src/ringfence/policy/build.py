@@ -212,14 +212,20 @@ def _credential_rules(expander: Expander, enabled: bool):
     return rules, globs
 
 
-def _other_names(path: str, root: str, limit: int = 5) -> list[str]:
-    """Other names of `path`'s inode under `root` (only on the error path: a walk)."""
+def _other_names(path: str, root: str, limit: int = 5, seconds: float = 2.0) -> list[str]:
+    """Other names of `path`'s inode under `root`. Only on the error path, and
+    a home can be large: the walk stops after `seconds`."""
+    import time
+
     try:
         target = os.stat(path)
     except OSError:
         return []
     found = []
+    deadline = time.monotonic() + seconds
     for directory, _dirs, files in os.walk(root):
+        if time.monotonic() > deadline:
+            break
         for name in files:
             candidate = os.path.join(directory, name)
             try:
@@ -294,9 +300,19 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
                 if match.dangling:
                     continue  # nothing there to mask
                 if match.via_link and not is_within(match.path, root) and not (home and is_within(match.path, home)):
-                    # A link named like a secret but pointing into the system (x.pem -> /usr/lib/python3)
-                    # would mask that system path in every later run: the policy's own rules decide it.
-                    continue
+                    if access != NONE:
+                        continue  # a glob that grants reaches no further than its root
+                    if match.is_dir:
+                        # Masking a folder outside (x.pem -> /usr/lib/python3) could
+                        # break the system view; leaving it would leak what the name denies.
+                        _refuse(refusals, PolicyError(
+                            f"{match.link} is denied by {label} and links to the folder {match.path} outside "
+                            "the workspace: denying the name must deny what it reaches, and ringfence will not "
+                            "hide a folder outside on a link's say-so",
+                            hint=f"remove or rename the link, deny {match.path} with a rule of its own, or allow "
+                                 f"the name with a rule for {match.path}"))
+                        continue
+                    # A denied name denies what it reaches: the file the link leads to.
                 if tier == TIER_PROTECTED:
                     caps.append(Cap(match.path, READ, PathRule(match.path, READ, origin, label, kind="protected",
                                                                tier=TIER_PROTECTED, spelled=match.path)))
@@ -565,6 +581,20 @@ def _check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
                     hint=f"write the rule for the real path {rule.path}, or make {parent} read-only"))
 
 
+def _check_hard_links(rules, provisional: FilesystemPolicy, home: str, refusals=None):
+    """A denied file with other hard links (~/netrc.bak made from ~/.netrc)
+    is readable under the other names, which a mask on this one cannot cover.
+    Globs' matches are checked as they are found; these are the path rules'."""
+    for rule in rules:
+        if rule.access != NONE or rule.kind not in ("path", "credentials"):
+            continue
+        if provisional.index.get(rule.path) is not rule:
+            continue  # replaced at its path by a rule that allows it
+        if hard_link_count(rule.path) > 1:
+            where = home if is_within(rule.path, home) else os.path.dirname(rule.path)
+            _refuse(refusals, _hard_link_refusal(rule.path, rule.describe(), where))
+
+
 def _environment_policy(config, added) -> EnvironmentPolicy:
     table = config.get("shell_environment_policy") or {}
 
@@ -699,6 +729,7 @@ def build(config, *, env=None) -> Policy:
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     _check_symlinks(profile_rules, provisional, refusals)
+    _check_hard_links(cred_rules + profile_rules, provisional, home, refusals)
 
     writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
                             | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE
