@@ -42,3 +42,15 @@ def ordinary_scene(sandbox_available):
     world = Scene(user)
     yield world
     world.cleanup()
+
+
+@pytest.fixture
+def root_scene(sandbox_available):
+    """A scene for root's own questions (what only root could do without a sandbox,
+    or what only root's runs get). The suite runs as root in CI, so never skipped there."""
+    from harness import Scene, current_user
+
+    must_have(os.getuid() == 0, "this question is root's: run the suite as root")
+    world = Scene(current_user())
+    yield world
+    world.cleanup()

@@ -36,7 +36,11 @@ def _limits(policy) -> dict:
             "cpu_time": policy.limits.cpu_time, "timeout": policy.limits.timeout,
             "set_by": dict(policy.limits.origins), "summary": policy.limits.describe(),
             "process_cap_enforced_by": mechanism.processes, "enforcement": mechanism.detail,
-            "memory_and_cpu_enforced_by": "rlimits (per process)"}
+            "temporary_space": policy.limits.temporary_space,
+            "memory_enforced_by": "RLIMIT_AS per process" + (f", and {mechanism.memory} for the whole run "
+                                                              "(its temporary files included)"
+                                                              if mechanism.memory else ""),
+            "cpu_time_enforced_by": "RLIMIT_CPU per process"}
 
 
 def status_data(policy) -> dict:
@@ -137,7 +141,10 @@ def status(policy, *, as_json: bool) -> int:
     add("  set by ringfence: " + ", ".join(env["set_by_ringfence"]))
     limits = data["limits"]
     add(f"limits         {', '.join(limits['summary'])}")
-    add(f"  process cap enforced by: {limits['enforcement']}; memory and cpu time: rlimits, per process")
+    add(f"  process cap enforced by: {limits['enforcement']}")
+    add(f"  memory: {limits['memory_enforced_by']}; cpu time: {limits['cpu_time_enforced_by']}")
+    add("  temporary space: private tmpfs mounts bounded together "
+        f"({(limits['temporary_space'] or 0) >> 20} MiB; [limits] temporary_space); /dev read-only")
     add(f"approval       {data['approval_policy']}")
     if data["command_rules"]:
         add("command rules  " + "; ".join(f"{r['prefix']} -> {r['decision']}" for r in data["command_rules"]))

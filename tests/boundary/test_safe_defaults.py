@@ -191,17 +191,6 @@ def test_no_chroot(scene):
     assert not os.path.exists(marker)
 
 
-@pytest.fixture
-def root_scene(sandbox_available):
-    """Root's own question: an ordinary user cannot write these even without a sandbox."""
-    from harness import Scene, current_user
-
-    must_have(os.getuid() == 0, "writing /proc/sys as root needs a root suite")
-    world = Scene(current_user())
-    yield world
-    world.cleanup()
-
-
 def test_proc_sys_is_read_only_even_for_root(root_scene):
     scene = root_scene
     path = "/proc/sys/kernel/domainname"

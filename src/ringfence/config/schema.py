@@ -327,6 +327,7 @@ LIMITS = Table({
     "memory": Memory(),
     "cpu_time": Int(minimum=1, maximum=30 * 24 * 3600),
     "timeout": Seconds(),
+    "temporary_space": Memory(),
 })
 
 NETWORK = Table({

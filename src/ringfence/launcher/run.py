@@ -137,6 +137,17 @@ def _apply_limits(plan, status_fd: int, block_fd: int, events):
                     detail=plan.limits_mechanism.detail, limits=plan.limits.describe())
         os.write(block_fd, b"x")
         return data, applied
+    except BaseException:
+        # Closing the block descriptor lets the sandbox go on (EOF unblocks it
+        # as data would), so it dies first. Its first process is the pid
+        # namespace's init: killed from outside, it takes every process in
+        # the namespace along, even if bwrap had not yet armed die-with-parent.
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise
     finally:
         os.close(block_fd)
 

@@ -172,10 +172,14 @@ def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]
         elif kind == MASK_FILE:
             args += ["--ro-bind", mask_file, dest]
         elif kind in (MASK_DIR, TMPFS):
+            if step.size:
+                args += ["--size", str(step.size)]
             args += ["--perms", format(step.mode, "04o"), "--tmpfs", dest]
         elif kind == SYMLINK:
             args += ["--symlink", step.source, dest]
         elif kind == REMOUNT_RO:
+            if dest == "/dev" and left_to_helper:
+                continue  # the helper still has to remove its mask source from /dev, then does this itself
             args += ["--remount-ro", dest]
         elif kind == DEV:
             args += ["--dev", dest]

@@ -14,6 +14,11 @@ cgroup.procs), so one code path serves them. An ordinary user keeps the
 rlimit, which needs no delegated subtree. Where root has neither, the process
 cap cannot be enforced, and `status` and the event log say so (an explicitly
 configured cap is then refused).
+
+Memory: RLIMIT_AS bounds each process's address space. A root run also gets
+a memory cgroup where the controller is available the same way, which bounds
+the whole run, the pages of its private tmpfs mounts included (tmpfs is
+charged to the cgroup of whoever writes it, and to no rlimit).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import os
 from .._record import Record
 from ..errors import PolicyError
 
-CGROUP_V1_PIDS = "/sys/fs/cgroup/pids"
+CGROUP_V1 = "/sys/fs/cgroup"
+CGROUP_V1_PIDS = CGROUP_V1 + "/pids"
 MOUNTINFO = "/proc/self/mountinfo"
 GROUP_PREFIX = "ringfence-"
 STALE_AFTER_S = 10
@@ -32,10 +38,11 @@ STALE_AFTER_S = 10
 class Mechanism(Record):
     """How the limits of a run are enforced: `processes` names the means
     ("rlimit", "cgroup v2 pids", "cgroup v1 pids" or None when it cannot be),
-    `detail` explains, `group_parent` is where a run's pids cgroup is made."""
+    `detail` explains, `group_parent` is where a run's pids cgroup is made;
+    `memory` and `memory_parent` the same for a whole-run memory cgroup."""
 
-    __slots__ = ("processes", "detail", "group_parent")
-    _defaults = {"group_parent": None}
+    __slots__ = ("processes", "detail", "group_parent", "memory", "memory_parent")
+    _defaults = {"group_parent": None, "memory": None, "memory_parent": None}
 
 
 def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
@@ -52,10 +59,10 @@ def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
     return None
 
 
-def pids_parents(mountinfo: str = MOUNTINFO, v1: str = CGROUP_V1_PIDS) -> list[tuple[str, str]]:
-    """(mechanism, directory) where root may make a pids cgroup, best first.
+def controller_parents(controller: str, mountinfo: str = MOUNTINFO, v1: str | None = None) -> list[tuple[str, str]]:
+    """(mechanism, directory) where root may make a cgroup with `controller`, best first.
 
-    A v2 directory qualifies only if pids is already in its
+    A v2 directory qualifies only if the controller is already in its
     cgroup.subtree_control: enabling it ourselves could fail half-way (a
     group with processes of its own refuses) and would change the host's
     hierarchy for everyone."""
@@ -67,22 +74,37 @@ def pids_parents(mountinfo: str = MOUNTINFO, v1: str = CGROUP_V1_PIDS) -> list[t
                 enabled = handle.read().split()
         except OSError:
             enabled = []
-        if "pids" in enabled and os.access(mount, os.W_OK):
-            found.append(("cgroup v2 pids", mount))
+        if controller in enabled and os.access(mount, os.W_OK):
+            found.append((f"cgroup v2 {controller}", mount))
+    v1 = v1 or os.path.join(CGROUP_V1, controller)
     if os.path.isdir(v1) and os.access(v1, os.W_OK):
-        found.append(("cgroup v1 pids", v1))
+        found.append((f"cgroup v1 {controller}", v1))
     return found
 
 
+def pids_parents(mountinfo: str = MOUNTINFO, v1: str = CGROUP_V1_PIDS) -> list[tuple[str, str]]:
+    return controller_parents("pids", mountinfo, v1)
+
+
+def memory_parents() -> list[tuple[str, str]]:
+    return controller_parents("memory")
+
+
 def choose(limits) -> Mechanism:
+    memory = memory_parent = None
+    if limits.memory is not None and os.getuid() == 0:
+        for name, parent in memory_parents():
+            memory, memory_parent = name, parent
+            break
     if limits.processes is None:
-        return Mechanism(None, "no process cap")
+        return Mechanism(None, "no process cap", None, memory, memory_parent)
     if os.getuid() != 0:
         return Mechanism("rlimit", "RLIMIT_NPROC on the sandbox (counts its own processes and threads)")
     for name, parent in pids_parents():
-        return Mechanism(name, f"a pids cgroup under {parent}", parent)
+        return Mechanism(name, f"a pids cgroup under {parent}", parent, memory, memory_parent)
     return Mechanism(None, "not enforced: root is exempt from RLIMIT_NPROC and no pids cgroup is available "
-                           "(cgroup v2 with pids enabled at the top, or cgroup v1's pids hierarchy)")
+                           "(cgroup v2 with pids enabled at the top, or cgroup v1's pids hierarchy)",
+                     None, memory, memory_parent)
 
 
 def check_enforceable(limits, mechanism: Mechanism):
@@ -97,8 +119,12 @@ class Applied:
     """What was put in place for one run, to be undone by `release`."""
 
     def __init__(self):
-        self.cgroup = None
+        self.groups: list[str] = []
         self.notes: list[str] = []
+
+    @property
+    def cgroup(self) -> str | None:
+        return self.groups[0] if self.groups else None
 
 
 def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
@@ -106,37 +132,51 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
     import resource
 
     applied = Applied()
+    settings: dict[str, dict[str, str]] = {}  # cgroup parent -> file -> value
     if limits.processes is not None and mechanism.processes == "rlimit":
         resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
     elif limits.processes is not None and mechanism.group_parent:
-        group = os.path.join(mechanism.group_parent, f"{GROUP_PREFIX}{run_id}")
-        os.mkdir(group)
-        applied.cgroup = group
-        _write(os.path.join(group, "pids.max"), str(limits.processes))
-        _write(os.path.join(group, "cgroup.procs"), str(pid))
+        settings.setdefault(mechanism.group_parent, {})["pids.max"] = str(limits.processes)
     if limits.memory is not None:
         resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory, limits.memory))
+        if mechanism.memory_parent:
+            names = ("memory.max", "memory.swap.max") if mechanism.memory.startswith("cgroup v2") else \
+                ("memory.limit_in_bytes",)
+            files = settings.setdefault(mechanism.memory_parent, {})
+            files[names[0]] = str(limits.memory)
+            if len(names) > 1:
+                files[names[1]] = "0"  # swap would let the run grow past its bound on disk
     if limits.cpu_time is not None:
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_time, limits.cpu_time))
+    for parent, files in settings.items():
+        group = os.path.join(parent, f"{GROUP_PREFIX}{run_id}")
+        os.mkdir(group)
+        applied.groups.append(group)
+        for name, value in files.items():
+            _write(os.path.join(group, name), value)
+        _write(os.path.join(group, "cgroup.procs"), str(pid))
     return applied
 
 
 def release(applied: Applied) -> dict:
-    """Remove the run's cgroup; report how often the process cap refused a fork."""
+    """Remove the run's cgroups; report how often the process cap refused a
+    fork and whether the memory bound killed a process."""
     report = {}
-    if applied.cgroup:
-        try:
-            with open(os.path.join(applied.cgroup, "pids.events")) as handle:
-                for line in handle:
-                    key, _, value = line.partition(" ")
-                    if key == "max":
-                        report["process_cap_hits"] = int(value)
-        except OSError:
-            pass
+    for group in applied.groups:
+        for name, key, wanted in (("pids.events", "process_cap_hits", "max"),
+                                  ("memory.events", "memory_bound_kills", "oom_kill")):
+            try:
+                with open(os.path.join(group, name)) as handle:
+                    for line in handle:
+                        field, _, value = line.partition(" ")
+                        if field == wanted:
+                            report[key] = int(value)
+            except OSError:
+                pass
         # The sandbox's last processes may still be exiting when bwrap returns;
         # a group that is not empty yet is removed by the next run instead of
         # making this one wait.
-        _remove_group(applied.cgroup, wait=0)
+        _remove_group(group, wait=0)
     return report
 
 
@@ -168,7 +208,7 @@ def _remove_group(group: str, wait: float) -> bool:
 def remove_stale_groups(parents=None) -> list[str]:
     """Empty cgroups left by runs that were killed; called before a new run."""
     removed = []
-    for _name, parent in (pids_parents() if parents is None else parents):
+    for _name, parent in ((pids_parents() + memory_parents()) if parents is None else parents):
         try:
             names = os.listdir(parent)
         except OSError:

@@ -30,7 +30,7 @@ import errno
 import os
 
 CLONE_NEWUSER = 0x10000000
-MS_BIND = 4096
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
 MNT_DETACH = 2
 PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT = 24, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -156,7 +156,8 @@ def _mask_with_detached_tree(libc, source, folder, name, shown):
 
 
 def _retire_source(libc, source):
-    """The source of empty files served its purpose: out of the sandbox's /dev."""
+    """The source of empty files served its purpose: out of the sandbox's /dev,
+    which then goes read-only (bwrap leaves that to the helper when one runs)."""
     libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
     if libc.umount2(source, MNT_DETACH) != 0:
         fail(f"unmount {source.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
@@ -164,6 +165,10 @@ def _retire_source(libc, source):
         os.unlink(source)
     except OSError as exc:
         fail(f"remove {source.decode(errors='replace')}: {exc.strerror}")
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+    if libc.mount(None, b"/dev", None, flags, None) != 0:
+        fail(f"make /dev read-only: {os.strerror(ctypes.get_errno())}")
 
 
 def main():

@@ -27,10 +27,26 @@ ANCHOR_REASON = "holds protected paths: a mount point cannot be renamed away"
 
 class MountStep(Record):
     """One step. `source` is a host path (binds) or a link target (symlinks);
-    `mode` the permission bits of a tmpfs; `reason` the rule behind the step."""
+    `mode` the permission bits of a tmpfs, `size` its bound in bytes; `reason`
+    the rule behind the step."""
 
-    __slots__ = ("kind", "dest", "source", "mode", "reason")
-    _defaults = {"source": None, "mode": None, "reason": None}
+    __slots__ = ("kind", "dest", "source", "mode", "reason", "size")
+    _defaults = {"source": None, "mode": None, "reason": None, "size": None}
+
+
+# How the bound on a run's temporary space is shared out. A tmpfs is charged
+# to no process's rlimit, and each defaults to half of RAM: five of them let a
+# run pin two and a half times the machine's memory. Together they stay
+# within the bound; /dev itself becomes read-only.
+TEMPORARY_SHARES = {"/tmp": 0.55, "/dev/shm": 0.25, "/var/tmp": 0.15, "/run": 0.05}
+MIN_TMPFS = 1 << 20
+
+
+def tmpfs_size(path: str, temporary_space: int | None) -> int | None:
+    share = TEMPORARY_SHARES.get(path)
+    if share is None or temporary_space is None:
+        return None
+    return max(MIN_TMPFS, int(temporary_space * share) // 4096 * 4096)
 
 
 class MountPlan(Record):
@@ -54,7 +70,7 @@ def _kind_on_disk(path: str):
     return "dir" if stat.S_ISDIR(mode) else "file"
 
 
-def build_mount_plan(filesystem) -> MountPlan:
+def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPlan:
     decide = filesystem.decider()
     root = decide("/")
     steps: list[MountStep] = []
@@ -64,6 +80,10 @@ def build_mount_plan(filesystem) -> MountPlan:
     elif root.access == WRITE:
         steps.append(MountStep(BIND, "/", "/", reason=_reason(root)))
     steps.append(MountStep(DEV, "/dev"))
+    # bwrap's /dev is one tmpfs the sandbox can write, /dev/shm a folder in it:
+    # shared memory gets a bounded tmpfs of its own and the rest goes read-only.
+    steps.append(MountStep(TMPFS, "/dev/shm", mode=0o1777, size=tmpfs_size("/dev/shm", temporary_space),
+                           reason="private shared memory, bounded (built-in)"))
     steps.append(MountStep(PROC, "/proc"))
     # bwrap covers /proc/sys only when it looks writable, and a directory's mode
     # makes it look read-only; root inside could still write the sysctls of its
@@ -133,7 +153,8 @@ def build_mount_plan(filesystem) -> MountPlan:
         reason = _reason(here)
         if here.private:
             if on_disk == "dir" or parent.access == NONE or parent.private:
-                steps.append(MountStep(TMPFS, path, mode=0o1777, reason=reason))
+                steps.append(MountStep(TMPFS, path, mode=0o1777, size=tmpfs_size(path, temporary_space),
+                                       reason=reason))
             continue
         if here.access == NONE:
             if on_disk == "dir":
@@ -165,6 +186,7 @@ def build_mount_plan(filesystem) -> MountPlan:
         else:
             steps.append(MountStep(BIND, path, path, reason=reason))
 
+    late.append(MountStep(REMOUNT_RO, "/dev", reason="/dev read-only: devices and /dev/shm stay usable (built-in)"))
     if tmpfs_root:
         for rule in filesystem.rules:
             spelled = rule.spelled

@@ -79,7 +79,7 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
         reuse["bwrap"] = locate_bwrap(untrusted_roots=filesystem.writable_roots(), cache_dir=cache)
         reuse["seccomp"] = seccomp.program(cache)
     bwrap, program = reuse["bwrap"], reuse["seccomp"]
-    mounts = build_mount_plan(filesystem)
+    mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
     from . import limits as limit_tools
 
     mechanism = limit_tools.choose(policy.limits)

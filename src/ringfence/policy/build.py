@@ -631,18 +631,18 @@ def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
 
 def _limits(config, profile_limits: dict) -> Limits:
     """[limits], with the profile's own limits table winning key by key."""
-    from .limits import parse_memory
+    from .limits import default_temporary_space, parse_memory
 
     table = dict(config.get("limits") or {})
     table.update(profile_limits)
-    fields = {}
+    fields = {"temporary_space": default_temporary_space()}
     origins = []
     for key, setting in table.items():
         value = setting.value
         if key == "processes":
             value = None if value == "unlimited" else value
             fields["processes_explicit"] = True
-        elif key == "memory":
+        elif key in ("memory", "temporary_space"):
             value = parse_memory(value)
         fields[key] = value
         origins.append((key, f"{setting.key} ({setting.source})"))

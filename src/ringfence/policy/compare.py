@@ -38,7 +38,7 @@ def widenings(base, candidate, source_env) -> list[str]:
         found.extend(_allowlist_widenings("domain", base.network.domains, candidate.network.domains))
         found.extend(_allowlist_widenings("unix socket", base.network.unix_sockets,
                                           candidate.network.unix_sockets))
-    for field in ("processes", "memory", "cpu_time", "timeout"):
+    for field in ("processes", "memory", "cpu_time", "timeout", "temporary_space"):
         before, after = getattr(base.limits, field), getattr(candidate.limits, field)
         if before is not None and (after is None or after > before):
             found.append(f"limits: {field} {before} -> {after if after is not None else 'unlimited'}")
