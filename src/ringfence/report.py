@@ -29,7 +29,7 @@ def _backend(policy) -> dict:
 
 
 def _limits(policy) -> dict:
-    from .linux.limits import choose
+    from .linux.limits import choose, counter_shares
 
     mechanism = choose(policy.limits)
     return {"processes": policy.limits.processes, "memory": policy.limits.memory,
@@ -40,7 +40,9 @@ def _limits(policy) -> dict:
             "memory_enforced_by": "RLIMIT_AS per process" + (f", and {mechanism.memory} for the whole run "
                                                               "(its temporary files included)"
                                                               if mechanism.memory else ""),
-            "cpu_time_enforced_by": "RLIMIT_CPU per process"}
+            "cpu_time_enforced_by": "RLIMIT_CPU per process",
+            "shared_counters": dict(counter_shares()),
+            "shared_rlimits": "half of this user's RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE"}
 
 
 def status_data(policy) -> dict:
@@ -143,6 +145,9 @@ def status(policy, *, as_json: bool) -> int:
     add(f"limits         {', '.join(limits['summary'])}")
     add(f"  process cap enforced by: {limits['enforcement']}")
     add(f"  memory: {limits['memory_enforced_by']}; cpu time: {limits['cpu_time_enforced_by']}")
+    counters = ", ".join(f"{name.removeprefix('max_')} {value}" for name, value in limits["shared_counters"].items())
+    add(f"  counted per user: the sandbox's user namespace gets half ({counters}), and "
+        f"{limits['shared_rlimits']}")
     add("  temporary space: private tmpfs mounts bounded together "
         f"({(limits['temporary_space'] or 0) >> 20} MiB; [limits] temporary_space); /dev read-only")
     add(f"approval       {data['approval_policy']}")

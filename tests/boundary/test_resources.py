@@ -80,3 +80,69 @@ def test_a_memory_limit_bounds_a_root_run_with_its_temporary_files(root_scene):
     scene.config('[limits]\nmemory = "64M"\n')
     held = held_while_running(scene, "dd if=/dev/zero of=/tmp/fill bs=1M count=300 2>/dev/null; true")
     assert held < 96 * MiB, f"the run holds {held >> 20} MiB despite memory = 64M"
+
+
+SETUP = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+class Attr(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long), ("msgsize", ctypes.c_long),
+                ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+attr = Attr(0, 10, 8192, 0)
+serial = iter(range(1 << 30))
+def queue():
+    # Unlinked at once: the queue (and what it counts against the user) lives
+    # as long as its descriptor, so nothing outlives this process.
+    name = f"/rf-{os.getpid()}-{next(serial)}".encode()
+    fd = rt.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, ctypes.byref(attr))
+    rt.mq_unlink(name)
+    return fd
+"""
+GRAB = SETUP + """
+kept = []
+while len(kept) < 100000:
+    fd = {call}
+    if fd < 0:
+        break
+    kept.append(fd)
+open("holding", "w").close()
+time.sleep(30)
+"""
+PROBE = SETUP + """
+sys.exit(0 if {call} >= 0 else 1)
+"""
+COUNTED_PER_USER = {"inotify": "libc.inotify_init()", "fanotify": "libc.fanotify_init(0x200, 0)",
+                    "message-queues": "queue()"}
+
+
+@pytest.mark.parametrize("call", list(COUNTED_PER_USER.values()), ids=list(COUNTED_PER_USER))
+def test_the_sandbox_cannot_take_all_of_the_users_kernel_counters(scene, call):
+    """inotify and fanotify instances and message-queue bytes are counted per
+    user, across the sandbox and the user's other programs: a run takes at
+    most half."""
+    scene.git("init", "-q")
+    scene.write("ws/grab.py", GRAB.replace("{call}", call))
+    probe = [sys.executable, "-c", PROBE.replace("{call}", call)]
+    as_user = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}
+    must_have(subprocess.run(probe, **as_user).returncode == 0, f"{call} works for this user at all")
+
+    def host_can_still_get_one(sandbox: bool) -> bool:
+        argv = ["python3", "grab.py"]
+        if sandbox:
+            argv = [sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--", *argv]
+        holder = subprocess.Popen(argv, cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, **as_user)
+        try:
+            deadline = time.time() + 60
+            while not scene.exists("ws/holding"):
+                assert holder.poll() is None and time.time() < deadline, holder.stderr.read()
+                time.sleep(0.05)
+            return subprocess.run(probe, **as_user).returncode == 0
+        finally:
+            holder.kill()
+            holder.wait()
+            os.unlink(os.path.join(scene.ws, "holding"))
+
+    assert not host_can_still_get_one(sandbox=False), "control: one process can take them all"
+    assert host_can_still_get_one(sandbox=True)

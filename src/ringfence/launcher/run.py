@@ -113,7 +113,7 @@ def _feed(fd: int, data: bytes):
     return thread
 
 
-def _apply_limits(plan, status_fd: int, block_fd: int, events):
+def _apply_limits(plan, status_fd: int, block_fd: int, events, ceilings):
     """Wait for bwrap to name the sandbox's first process, limit it, release it.
 
     Returns the status bytes read so far and what was applied. If bwrap dies
@@ -132,9 +132,14 @@ def _apply_limits(plan, status_fd: int, block_fd: int, events):
                 return data, None
             data += chunk
             child = _field(data.decode(errors="replace"), '"child-pid"')
+        bounded = ceilings.place(child)
         applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id)
         events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
-                    detail=plan.limits_mechanism.detail, limits=plan.limits.describe())
+                    detail=plan.limits_mechanism.detail, limits=plan.limits.describe(),
+                    shared_counters={name: value for name, value in plan.counter_shares} if bounded else {})
+        if plan.counter_shares and not bounded:
+            events.emit("limits.unenforced", limit="shared kernel counters",
+                        detail="could not set the sandbox's inotify and fanotify ceilings")
         os.write(block_fd, b"x")
         return data, applied
     except BaseException:
@@ -246,6 +251,11 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
     when this run ends."""
     started = time.monotonic()
     ensure_mask_file(plan.mask_file)
+    from ..linux.limits import CounterCeilings
+
+    # Forked first, before any of the run's descriptors exist, and while bwrap
+    # starts: see CounterCeilings.
+    ceilings = CounterCeilings(plan.counter_shares if plan.limits is not None else ())
     keep_placeholders = placeholders is not None
     if placeholders is None:
         placeholders = Placeholders(plan.state)
@@ -368,7 +378,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
         if block_write is not None:
             # Only now, with our copies of the child's ends closed, does a bwrap
             # that dies early show up as the end of its status pipe.
-            initial_status, applied = _apply_limits(plan, status_read, block_write, events)
+            initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
 
         supervisor = Supervisor(pid, status_fd=status_read, initial_status=initial_status, stdout_fd=stdout_fd,
                                 stderr_fd=stderr_fd,
@@ -397,6 +407,7 @@ def run_plan(plan, io: IOSpec, *, timeout: float | None, events, forward_signals
             if fd is not None:
                 os.close(fd)
     finally:
+        ceilings.abandon()
         if spawned is not None and not finished:
             # Something failed between spawn and the end of supervision: the
             # sandbox must not go on unwatched (or, with the block fd closed,

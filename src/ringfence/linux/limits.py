@@ -132,6 +132,12 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
     import resource
 
     applied = Applied()
+    # Queued signals and message-queue bytes are counted per user too; the
+    # sandbox gets half of what this process may use.
+    for which in (resource.RLIMIT_SIGPENDING, resource.RLIMIT_MSGQUEUE):
+        soft, hard = resource.getrlimit(which)
+        if soft != resource.RLIM_INFINITY and soft > 1:
+            resource.prlimit(pid, which, (soft // 2, min(hard, soft // 2)))
     settings: dict[str, dict[str, str]] = {}  # cgroup parent -> file -> value
     if limits.processes is not None and mechanism.processes == "rlimit":
         resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
@@ -178,6 +184,119 @@ def release(applied: Applied) -> dict:
         # making this one wait.
         _remove_group(group, wait=0)
     return report
+
+
+# Per-user kernel counters a run shares with its user's other processes.
+# Each user namespace has its own ceiling, and a run's use counts against
+# every ceiling up to the host's, so capping the sandbox's namespace at half
+# of what the host allows keeps the other half for the user's own programs
+# (128 inotify instances is the usual ceiling: one busy test suite takes
+# them all, and the user's editor then gets EMFILE). Namespaces, the other
+# counters there, need capabilities the sandbox does not have.
+SHARED_COUNTERS = ("max_inotify_instances", "max_inotify_watches", "max_fanotify_groups", "max_fanotify_marks")
+USER_SYSCTLS = "/proc/sys/user"
+CLONE_NEWUSER = 0x10000000
+
+
+def counter_shares(directory: str = USER_SYSCTLS) -> tuple[tuple[str, int], ...]:
+    """(name, half of the host's ceiling) for each shared counter this kernel has."""
+    shares = []
+    for name in SHARED_COUNTERS:
+        try:
+            with open(os.path.join(directory, name)) as handle:
+                ceiling = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        shares.append((name, max(1, ceiling // 2)))
+    return tuple(shares)
+
+
+def _setns():
+    """setns(2): os.setns from Python 3.12; before, the C function reached
+    through _ctypes alone (the ctypes package costs several milliseconds to
+    import, more than the rest of this)."""
+    if hasattr(os, "setns"):
+        return os.setns
+    import _ctypes
+
+    class c_int(_ctypes._SimpleCData):
+        _type_ = "i"
+
+    class Function(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = c_int
+
+    class Library:
+        _handle = _ctypes.dlopen(None, os.RTLD_NOW)
+
+    call = Function(("setns", Library()))
+
+    def setns(fd: int, kind: int):
+        if call(fd, kind) != 0:
+            raise OSError(_ctypes.get_errno(), os.strerror(_ctypes.get_errno()))
+
+    return setns
+
+
+class CounterCeilings:
+    """Sets the shared counters' ceilings in the sandbox's user namespace.
+
+    Only a process inside that namespace may write them, so a forked child
+    joins it (setns) and writes them there; it is forked before bwrap starts,
+    which it waits for, so that the fork costs nothing on the path to the
+    command: `place(pid)` then only hands it the sandbox's first process."""
+
+    def __init__(self, shares):
+        self.shares = shares
+        self.pid = None
+        if not shares:
+            return
+        setns = _setns()
+        read_end, self.write_end = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: no Python-level state is touched, and it never returns
+            code = 1
+            try:
+                # Nothing of the parent's may stay open here: a copy of bwrap's
+                # status pipe would hide its early death from the launcher.
+                os.closerange(0, read_end)
+                os.closerange(read_end + 1, 1 << 20)
+                target = int(os.read(read_end, 32) or b"0")
+                if target:
+                    namespace = os.open(f"/proc/{target}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+                    setns(namespace, CLONE_NEWUSER)
+                    for name, value in shares:
+                        fd = os.open(os.path.join(USER_SYSCTLS, name), os.O_WRONLY | os.O_CLOEXEC)
+                        os.write(fd, str(value).encode())
+                        os.close(fd)
+                    code = 0
+            finally:
+                os._exit(code)
+        os.close(read_end)
+
+    def place(self, sandbox_pid: int) -> bool:
+        """Write the ceilings for the namespace of `sandbox_pid`; True if they hold."""
+        if self.pid is None:
+            return False
+        try:
+            os.write(self.write_end, str(sandbox_pid).encode())
+        finally:
+            self.close()
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        return os.waitstatus_to_exitcode(status) == 0
+
+    def close(self):
+        if getattr(self, "write_end", None) is not None:
+            os.close(self.write_end)
+            self.write_end = None
+
+    def abandon(self):
+        """The run failed before its sandbox existed: let the child go."""
+        self.close()
+        if self.pid is not None:
+            os.waitpid(self.pid, 0)
+            self.pid = None
 
 
 def _write(path: str, text: str):

@@ -25,8 +25,8 @@ class LinuxPlan(Record):
 
     __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
                  "mask_file", "placeholders", "state", "dropped_env", "helper_masks", "helper_source",
-                 "full_command", "limits", "limits_mechanism", "helper_identities")
-    _defaults = {"helper_identities": None}
+                 "full_command", "limits", "limits_mechanism", "helper_identities", "counter_shares")
+    _defaults = {"helper_identities": None, "counter_shares": ()}
 
 
 def resolve_command(command: list[str], env: dict, cwd: str, filesystem) -> str:
@@ -84,8 +84,10 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
 
     mechanism = limit_tools.choose(policy.limits)
     limit_tools.check_enforceable(policy.limits, mechanism)
-    limited = (mechanism.processes is not None or policy.limits.memory is not None
-               or policy.limits.cpu_time is not None)
+    # Always: the user's shared kernel counters are bounded at the same pause.
+    limited = True
+    if "counter_shares" not in reuse:
+        reuse["counter_shares"] = limit_tools.counter_shares()
     mask_file = os.path.join(state, "mask", "empty")
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
     masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]
@@ -101,7 +103,7 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
                      mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
                      full_command, policy.limits if limited else None, mechanism,
-                     filesystem.scanned_directories if helper_masks else None)
+                     filesystem.scanned_directories if helper_masks else None, reuse["counter_shares"])
 
 
 HELPER_SCRIPT_FD = 7
