@@ -159,6 +159,24 @@ def test_environment_secret_is_not_visible(scene):
     assert secret not in (scene.read("ws/leak.txt") or "") + result.stdout + result.stderr
 
 
+def test_secrets_under_other_names_and_in_urls_are_not_visible(scene):
+    password = "pw" + os.urandom(6).hex()
+    token = "ghp_" + os.urandom(18).hex()
+    scene.extra_env.update({"DATABASE_URL": f"postgres://app:{password}@db/prod", "MY_HELPER_VALUE": token,
+                            "MYSQL_PWD": password, "GH_PAT": token, "CI_JOB_JWT": token})
+    scene.sh("env > leak.txt", sandbox=False)
+    assert password in scene.read("ws/leak.txt") and token in scene.read("ws/leak.txt"), "control"
+    scene.write("ws/leak.txt", "")
+    result = scene.sh("env > leak.txt")
+    leaked = (scene.read("ws/leak.txt") or "") + result.stdout + result.stderr
+    assert password not in leaked and token not in leaked
+    status = scene.ringfence("status", "--json")
+    import json
+
+    dropped = {row["name"]: row["reason"] for row in json.loads(status.stdout)["environment"]["dropped"]}
+    assert "URL with a password" in dropped["DATABASE_URL"] and "GitHub token" in dropped["MY_HELPER_VALUE"]
+
+
 def test_loopback_inside_the_sandbox_works(scene):
     script = python(scene, "import socket, threading\n"
                            "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen(1)\n"

@@ -189,3 +189,58 @@ def test_the_built_policy_reads_every_key_from_config(tmp_path, monkeypatch):
     assert {k: v for k, v in result.env.items() if k not in dict(env.added)} == {"PATH": "/usr/bin", "B": "2"}
     assert reasons(result) == {"LANG": "exclude LANG", "HOME": "not in include_only", "A": "not in include_only",
                                "GH_TOKEN": "inherit = core"}
+
+
+# -- what the default excludes catch, by name and by value ----------------------------------------
+
+SURVIVED_BEFORE = {
+    "GH_PAT": "x1", "GITLAB_PAT": "x2", "MYSQL_PWD": "x3", "CI_JOB_JWT": "x4", "AWS_CREDENTIALS": "x5",
+    "GOOGLE_APPLICATION_CREDENTIALS": "/k.json", "NPM_CONFIG__AUTH": "x6", "DOCKER_AUTH_CONFIG": "{}",
+    "SENTRY_DSN": "https://k@sentry.io/1", "SESSION_COOKIE": "x7", "BROWSER_SESSION": "x8",
+    "GPG_PASSPHRASE": "x9", "DB_PW": "x10",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SURVIVED_BEFORE))
+def test_credential_names_of_ci_systems_and_tools_are_dropped(name):
+    result = EnvironmentPolicy().apply({name: SURVIVED_BEFORE[name], "PATH": "/usr/bin"})
+    assert name not in result.env and "default exclude" in dict(result.dropped)[name]
+
+
+SHAPES = {
+    "DATABASE_URL": "postgres://app:hunter2@db.internal:5432/prod",
+    "REDIS_URL": "redis://:pa55@cache:6379/0",
+    "MY_VAR": "ghp_" + "a" * 36,
+    "NEWER_GH": "github_pat_" + "A1b2" * 12,
+    "CI_THING": "glpat-" + "x" * 20,
+    "SLACK_HOOKISH": "xoxb-1234-5678-abcdefghijkl",
+    "OPENAI": "sk-" + "Z" * 40,
+    "AWS_ID": "AKIAIOSFODNN7EXAMPLE",
+    "PLAIN_BEARER": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    "PEM": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_secrets_under_innocent_names_are_dropped_by_their_shape(name):
+    result = EnvironmentPolicy().apply({name: SHAPES[name]})
+    assert name not in result.env
+    assert "looks like" in dict(result.dropped)[name]
+
+
+KEPT = {
+    "PWD": "/work", "OLDPWD": "/", "GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x", "SSH_AUTH_SOCK": "/run/a",
+    "PATH": "/usr/bin", "LANG": "sk-SK.UTF-8", "HOMEPAGE": "https://user@example.com/x", "PIP_INDEX_URL":
+        "https://pypi.org/simple", "GIT_SSH_URL": "ssh://git@github.com/x/y", "SHORT": "sk-123",
+    "EDITOR": "vim", "TERM": "xterm-256color", "AWS_REGION": "eu-west-1",
+}
+
+
+def test_ordinary_variables_are_kept():
+    result = EnvironmentPolicy().apply(KEPT)
+    assert result.env == KEPT, dict(result.dropped)
+
+
+def test_shapes_are_not_scanned_when_the_default_excludes_are_off():
+    result = EnvironmentPolicy(ignore_default_excludes=True).apply({"DATABASE_URL": SHAPES["DATABASE_URL"]})
+    assert "DATABASE_URL" in result.env
