@@ -119,3 +119,69 @@ def test_a_hard_link_to_a_denied_credential_refuses_to_run(scene):
     result = scene.sh("cat ~/netrc.bak > leak.txt")
     assert result.returncode == 125 and not leaked(scene, result)
     assert ".netrc" in result.stderr and "hard link" in result.stderr and "netrc.bak" in result.stderr
+
+
+@pytest.mark.parametrize("name", [".ENV", "Deploy.Key", "prod.PEM", ".git-credentials", "terraform.tfstate",
+                                  "putty.ppk", "vault.kdbx"])
+def test_workspace_secrets_are_denied_whatever_their_case(scene, name):
+    scene.git("init", "-q")
+    scene.write(f"ws/app/{name}", SECRET)
+    control = scene.sh(f"cat 'app/{name}' > leak.txt", sandbox=False)
+    assert leaked(scene, control)
+    scene.write("ws/leak.txt", "")
+    result = scene.sh(f"cat 'app/{name}' > leak.txt")
+    assert not leaked(scene, result)
+
+
+def test_an_npmrc_is_denied_only_when_it_holds_a_token(scene):
+    scene.git("init", "-q")
+    scene.write("ws/.npmrc", f"//registry.npmjs.org/:_authToken={SECRET}\n")
+    scene.write("ws/web/.npmrc", "registry=https://registry.example\n")
+    scene.write("ws/.yarnrc.yml", f'npmAuthToken: "{SECRET}"\n')
+    control = scene.sh("cat .npmrc .yarnrc.yml > leak.txt", sandbox=False)
+    assert leaked(scene, control)
+    scene.write("ws/leak.txt", "")
+    result = scene.sh("cat .npmrc > leak.txt; cat .yarnrc.yml >> leak.txt; cat web/.npmrc")
+    assert not leaked(scene, result)
+    assert "registry=https://registry.example" in result.stdout
+
+
+def test_a_password_manager_agent_socket_in_home_is_unreachable(scene):
+    import socket
+    import threading
+
+    directory = scene.mkdir("home/.1password")
+    path = os.path.join(directory, "agent.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(4)
+    server.settimeout(0.2)
+    seen = []
+
+    def serve():
+        for _ in range(40):
+            try:
+                connection, _ = server.accept()
+                seen.append(connection.recv(10))
+                connection.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        scene.git("init", "-q")
+        attack = ("python3 -c \"import socket,os; s=socket.socket(socket.AF_UNIX); "
+                  f"s.connect('{path}'); s.sendall(b'sign')\"")
+        scene.sh(attack, sandbox=False)
+        import time
+        time.sleep(0.5)
+        assert seen, "control: the agent answers on its socket"
+        seen.clear()
+        scene.sh(attack)
+        time.sleep(0.5)
+        assert seen == []
+    finally:
+        thread.join()
+        server.close()

@@ -13,8 +13,8 @@ from . import Policy, gitconfig
 from .commands import ALLOW, FORBIDDEN, CommandRule, CommandRules
 from .environment import EnvironmentPolicy
 from .filesystem import (NONE, READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap,
-                         FilesystemPolicy, GlobRule, PathRule)
-from .globs import hard_link_count, is_glob, scan, static_prefix
+                         FilesystemPolicy, GlobRule, GlobSpec, PathRule)
+from .globs import compile_pattern, hard_link_count, is_glob, scan, static_prefix
 from .limits import Limits
 from .network import FULL, LIMITED, OFF, NetworkPolicy
 
@@ -126,11 +126,12 @@ def _resolve_profile(name: str, config, chain=(), referrer=None) -> tuple[dict, 
 class Expander:
     """Turns filesystem keys (tokens, ~, scoped tables, globs) into rules."""
 
-    def __init__(self, cwd, home, project_roots, tmpdir):
+    def __init__(self, cwd, home, project_roots, tmpdir, env=None):
         self.cwd = cwd
         self.home = home
         self.project_roots = project_roots
         self.tmpdir = tmpdir
+        self.env = env or {}
 
     def bases(self, key: str) -> list[str]:
         if key == ":root":
@@ -172,7 +173,8 @@ class Expander:
                                   f'the glob "{target}" is rooted at "/": it would scan the whole system',
                                   hint="root the glob in a directory, such as :project_roots or ~/")
             pattern = target[len(root):].lstrip("/")
-            globs.append((canonical(root), pattern, setting.value, setting.source, label, tier, max_depth))
+            globs.append(GlobSpec(root=canonical(root), pattern=pattern, access=setting.value, origin=setting.source,
+                                  label=label, tier=tier, max_depth=max_depth))
         else:
             rules.append(PathRule(canonical(target), setting.value, setting.source, label,
                                   kind="path", tier=tier, spelled=target))
@@ -196,7 +198,14 @@ def _credential_rules(expander: Expander, enabled: bool):
 
     parents: dict = {}
     rules, globs = [], []
-    for spelled, access, excludes in credential_entries():
+    agent = expander.env.get("SSH_AUTH_SOCK", "")
+    if agent.startswith("/") and not any(is_within(canonical(agent), private) for private in PRIVATE_PATHS):
+        # Wherever the agent's socket lives, the sandbox reaching it could sign
+        # as the user; under the private /tmp or /run it is out of reach anyway.
+        rules.append(PathRule(canonical(agent), NONE, BUILTIN,
+                              f'"{agent}" = "none"  (built-in :credentials: the ssh agent named by SSH_AUTH_SOCK)',
+                              kind="credentials", tier=TIER_BUILTIN, spelled=agent))
+    for spelled, access, excludes, holds in credential_entries():
         label = f'{spelled} = "{access}"  (built-in :credentials)'
         bases = [expander.home] if spelled.startswith("~/") else list(expander.project_roots)
         relative = spelled[2:]
@@ -205,7 +214,8 @@ def _credential_rules(expander: Expander, enabled: bool):
             if is_glob(relative):
                 root = static_prefix(target)
                 pattern = target[len(root):].lstrip("/")
-                globs.append((canonical(root), pattern, access, BUILTIN, label, TIER_BUILTIN, None, excludes))
+                globs.append(GlobSpec(root=canonical(root), pattern=pattern, access=access, origin=BUILTIN,
+                                      label=label, tier=TIER_BUILTIN, excludes=excludes, fold=True, holds=holds))
             else:
                 rules.append(PathRule(_canonical_under(parents, target), access, BUILTIN, label,
                                       kind="credentials", tier=TIER_BUILTIN, spelled=target))
@@ -244,9 +254,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
     """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
     groups: dict = {}
     for spec in glob_specs:
-        root, pattern, access, origin, label, tier, max_depth = spec[:7]
-        excludes = spec[7] if len(spec) > 7 else ()
-        groups.setdefault((root, max_depth), []).append((pattern, access, origin, label, tier, excludes))
+        groups.setdefault((spec.root, spec.max_depth), []).append(spec)
 
     reopened_above = set()
     for path, rule in provisional.index.items():
@@ -265,29 +273,31 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
     caps: list[Cap] = []
     summaries: list[GlobRule] = []
     for (root, max_depth), entries in groups.items():
-        patterns = sorted({entry[0] for entry in entries})
+        patterns = sorted({entry.pattern for entry in entries})
+        folded = {entry.pattern for entry in entries if entry.fold}
         # A glob that grants access may re-open something inside a denied
         # directory, so only groups that only deny (or protect) may skip denied subtrees.
-        only_denies = all(entry[1] == NONE or entry[4] == TIER_PROTECTED for entry in entries)
+        only_denies = all(entry.access == NONE or entry.tier == TIER_PROTECTED for entry in entries)
         # Pruning only matters where something under the root is denied already.
         denies_below = any(rule.access == NONE and is_within(path, root) for path, rule in provisional.index.items())
         snapshot = None
-        if snapshots is not None and max_depth is None and any(e[4] == TIER_PROTECTED for e in entries):
+        if snapshots is not None and max_depth is None and any(e.tier == TIER_PROTECTED for e in entries):
             snapshot = snapshots.setdefault(root, {})
         matches = scan(root, patterns, max_depth,
                        skip=denied_without_exceptions if only_denies and denies_below else None,
-                       cache_dir=cache_dir, snapshot=snapshot, identities=identities)
+                       cache_dir=cache_dir, snapshot=snapshot, identities=identities, folded=folded)
         by_pattern: dict = {}
         for match in matches:
             by_pattern.setdefault(match.pattern, []).append(match)
-        for pattern, access, origin, label, tier, excludes in entries:
+        for entry in entries:
+            pattern, access, origin, label, tier = entry.pattern, entry.access, entry.origin, entry.label, entry.tier
             hits = by_pattern.get(pattern, [])
-            if excludes and hits:
-                from .globs import compile_pattern
-
-                compiled = [compile_pattern(e) for e in excludes]
+            if entry.excludes and hits:
+                compiled = [compile_pattern(e, fold=entry.fold) for e in entry.excludes]
                 hits = [m for m in hits
                         if not any(c.fullmatch(os.path.relpath(m.path, root)) for c in compiled)]
+            if entry.holds and hits:
+                hits = [m for m in hits if m.is_dir or _holds_any(m.path, entry.holds)]
             for match in hits:
                 if tier == TIER_PROTECTED and match.via_link:
                     # A mount would land on the target; the sandbox could
@@ -323,7 +333,7 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
                 rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
                                       spelled=match.path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
-                                      tuple(m.path for m in hits), tuple(excludes)))
+                                      tuple(m.path for m in hits), tuple(entry.excludes)))
     return rules, summaries, caps
 
 
@@ -351,17 +361,29 @@ def _outermost(roots: list[str]) -> list[str]:
     return kept
 
 
-def _nested_protection_specs(roots, names) -> list[tuple]:
+def _nested_protection_specs(roots, names) -> list[GlobSpec]:
     """Glob specs that find every existing protected name below each root."""
     specs = []
     for root in roots:
-        specs.append((root, "**/.git", READ, BUILTIN, "nested .git (built-in protected metadata)",
-                      TIER_PROTECTED, None, ()))
+        specs.append(GlobSpec(root=root, pattern="**/.git", access=READ, origin=BUILTIN,
+                              label="nested .git (built-in protected metadata)", tier=TIER_PROTECTED))
         for name, _kind in names:
             if name != ".git":
-                specs.append((root, f"**/{name}", READ, BUILTIN, f"nested {name} (built-in protected metadata)",
-                              TIER_PROTECTED, None, DEPENDENCY_TREES))
+                specs.append(GlobSpec(root=root, pattern=f"**/{name}", access=READ, origin=BUILTIN,
+                                      label=f"nested {name} (built-in protected metadata)", tier=TIER_PROTECTED,
+                                      excludes=DEPENDENCY_TREES))
     return specs
+
+
+def _holds_any(path: str, words) -> bool:
+    """Whether the file's first 256 KiB hold one of `words`. Unreadable counts
+    as holding: a file the scan cannot judge stays denied."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 18)
+    except OSError:
+        return True
+    return any(word.encode() in head for word in words)
 
 
 def _refuse(refusals, error: PolicyError):
@@ -676,7 +698,7 @@ def build(config, *, env=None) -> Policy:
     project_roots = (canonical(config.project_root),)
     tmpdir = env.get("TMPDIR")
     tmpdir = canonical(tmpdir) if tmpdir and os.path.isabs(tmpdir) else None
-    expander = Expander(cwd, home, project_roots, tmpdir)
+    expander = Expander(cwd, home, project_roots, tmpdir, env)
     approval = config.value("approval_policy", default="on-request")
     commands = _command_rules(config)
     sources = tuple(config.sources)

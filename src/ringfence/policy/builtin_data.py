@@ -20,12 +20,13 @@ def _lines(name: str):
 
 
 def credential_entries():
-    """(spelled path, access, except-globs) for each built-in credential rule."""
+    """(spelled path, access, except-globs, holding-words) for each built-in credential rule."""
     entries = []
     for line in _lines("credentials.txt"):
+        line, _, holds = line.partition(" if-holds ")
         head, _, excepts = line.partition(" except ")
         path, access = head.rsplit(None, 1)
-        entries.append((path.strip(), access, tuple(excepts.split())))
+        entries.append((path.strip(), access, tuple(excepts.split()), tuple(holds.split())))
     return entries
 
 

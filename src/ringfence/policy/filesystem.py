@@ -57,6 +57,19 @@ class Decision(Record):
     _defaults = {"private": False, "note": None}
 
 
+class GlobSpec(Record):
+    """A glob to scan for at start: `pattern` relative to `root`; what its
+    matches get (`access`, with `label` and `origin` for explaining it); files
+    whose path relative to the root matches one of `excludes` are left out.
+    `fold`: names match whatever their case (built-in credential globs: a
+    `.ENV` or `key.PEM` is the same secret). `holds`: a match counts only if
+    its content holds one of these strings (an .npmrc is a secret only with a
+    token in it)."""
+
+    __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "excludes", "fold", "holds")
+    _defaults = {"max_depth": None, "excludes": (), "fold": False, "holds": ()}
+
+
 class GlobRule(Record):
     """A glob as configured, with what it matched when the run started."""
 

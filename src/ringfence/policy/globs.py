@@ -69,12 +69,13 @@ def translate(pattern: str) -> str:
     return "".join(out) + ("(?=/?$)" if directory_only else "")
 
 
-def compile_pattern(pattern: str):
-    regex = _compiled.get(pattern)
+def compile_pattern(pattern: str, fold: bool = False):
+    regex = _compiled.get((pattern, fold))
     if regex is None:
         import re
 
-        regex = _compiled[pattern] = re.compile(translate(pattern), re.DOTALL)
+        flags = re.DOTALL | (re.IGNORECASE if fold else 0)
+        regex = _compiled[(pattern, fold)] = re.compile(translate(pattern), flags)
     return regex
 
 
@@ -142,14 +143,25 @@ class _SimpleName:
 
 
 class _Matcher:
-    def __init__(self, patterns):
+    """Matches entry names against patterns. With `fold`, the patterns match
+    whatever the case: the caller passes lower-cased names, and `candidates`
+    finds original names by their lower-cased spelling. Patterns that fold
+    live in a second matcher, `folded`, consulted by the first."""
+
+    def __init__(self, patterns, fold: bool = False, folded=()):
+        self.fold = fold
+        self.folded = _Matcher(sorted(folded), fold=True) if folded else None
+        if fold:
+            patterns = [(pattern, pattern.lower()) for pattern in patterns]
+        else:
+            patterns = [(pattern, pattern) for pattern in patterns]
         self.exact: dict = {}     # name -> [(pattern, dir_only)] for wildcard-free names
         self.simple = []          # _SimpleName
         self.by_name = []         # (pattern, compiled name regex, dir_only)
         self.by_path = []         # (pattern, compiled path regex, dir_only)
-        for pattern in patterns:
-            dir_only = pattern.endswith("/")
-            name = _name_only(pattern)
+        for pattern, text in patterns:
+            dir_only = text.endswith("/")
+            name = _name_only(text)
             if name is not None and not any(c in name for c in "?["):
                 if "*" in name:
                     self.simple.append(_SimpleName(pattern, name, dir_only))
@@ -160,7 +172,7 @@ class _Matcher:
 
                 self.by_name.append((pattern, re.compile(_segment_regex(name), re.DOTALL), dir_only))
             else:
-                self.by_path.append((pattern, compile_pattern(pattern), dir_only))
+                self.by_path.append((pattern, compile_pattern(text), dir_only))
         # One C-level test rules out most names before any pattern is tried.
         self.tails = tuple({p.parts[-1] for p in self.simple if p.parts[-1]})
         self.heads = tuple({p.parts[0] for p in self.simple if not p.parts[-1] and p.parts[0]})
@@ -179,6 +191,10 @@ class _Matcher:
             else:
                 self.any_extension.append(simple)
 
+    def checks_every_name(self) -> bool:
+        own = self.always or bool(self.by_name or self.by_path)
+        return own or (self.folded is not None and self.folded.checks_every_name())
+
     def candidates(self, names: list[str]) -> list[str]:
         """The names that may match a simple or exact pattern, found without a
         Python-level step per name: names hold neither NUL nor "/", so in
@@ -187,20 +203,52 @@ class _Matcher:
         have it. On 100,000 names this is three times faster than testing
         each name."""
         joined = "\0" + "\0".join(names) + "\0"
-        found = {name for needle, name in self.exact_needles if needle in joined}
+        found = self._found_in(joined, joined)
+        if self.folded is not None:
+            # Lower-casing keeps every position only for ASCII; other names
+            # are few, and tried one by one.
+            if joined.isascii():
+                found |= self.folded._found_in(joined.lower(), joined)
+            else:
+                found |= {name for name in names
+                          if self.folded._found_in("\0" + name.lower() + "\0", "\0" + name + "\0")}
+        return sorted(found)
+
+    def _found_in(self, searched: str, joined: str) -> set:
+        """Names of `joined` whose spelling in `searched` (the same string, or
+        its lower-cased twin) holds a needle."""
+        found = set()
+        for needle, _name in self.exact_needles:
+            position = searched.find(needle)
+            while position >= 0:
+                found.add(joined[position + 1:position + len(needle) - 1])
+                position = searched.find(needle, position + len(needle) - 1)
         for needle in self.tail_needles:
-            position = joined.find(needle, 1)
+            position = searched.find(needle, 1)
             while position >= 0:
                 end = position + len(needle) - 1
-                found.add(joined[joined.rfind("\0", 0, position) + 1:end])
-                position = joined.find(needle, end + 1)
+                found.add(joined[searched.rfind("\0", 0, position) + 1:end])
+                position = searched.find(needle, end + 1)
         for needle in self.head_needles:
-            position = joined.find(needle)
+            position = searched.find(needle)
             while position >= 0:
-                end = joined.find("\0", position + 1)
+                end = searched.find("\0", position + 1)
                 found.add(joined[position + 1:end])
-                position = joined.find(needle, end)
-        return sorted(found)
+                position = searched.find(needle, end)
+        return found
+
+    def quick_reject(self, name: str) -> bool:
+        """True when `name` cannot match any pattern (the case of almost every
+        name; a cold scan makes this test once per entry)."""
+        if name in self.exact or (self.tails and name.endswith(self.tails)) \
+                or (self.heads and name.startswith(self.heads)):
+            return False
+        folded = self.folded
+        if folded is None:
+            return True
+        lower = name.lower()
+        return not (lower in folded.exact or (folded.tails and lower.endswith(folded.tails))
+                    or (folded.heads and lower.startswith(folded.heads)))
 
     def match(self, name: str, relative: str, is_dir: bool) -> list[str]:
         """Every pattern the entry matches: each may carry a different access,
@@ -221,6 +269,8 @@ class _Matcher:
         for pattern, regex, dir_only in self.by_path:
             if (is_dir or not dir_only) and regex.fullmatch(relative):
                 found.append(pattern)
+        if self.folded is not None:
+            found += self.folded.match(name.lower(), relative.lower(), is_dir)
         return found
 
 
@@ -327,7 +377,8 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
     # Most entries match nothing: one cheap test on the name decides whether the
     # full matcher runs. This loop is the whole cost of a cold scan.
     exact, tails, heads = matcher.exact, matcher.tails, matcher.heads
-    check_all = matcher.always or bool(matcher.by_name or matcher.by_path)
+    check_all = matcher.checks_every_name()
+    folded = matcher.folded
     if leaf:
         for name in (names if check_all else matcher.candidates(names)):
             path = _join(directory, name)
@@ -353,7 +404,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
             if is_dir:
                 subdirs.append(name)
             if not (check_all or name in exact or (tails and name.endswith(tails))
-                    or (heads and name.startswith(heads))):
+                    or (heads and name.startswith(heads))) and (folded is None or matcher.quick_reject(name)):
                 continue
             is_link = entry.is_symlink()
         except OSError as exc:
@@ -365,7 +416,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
 
 
 def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None,
-         snapshot: dict | None = None, identities: dict | None = None):
+         snapshot: dict | None = None, identities: dict | None = None, folded=()):
     """Every entry under `root` whose relative path matches one of `patterns`.
 
     Fails closed: a directory that cannot be listed is an error, never a
@@ -376,6 +427,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     subdirectories, for `changed_since` after the run. `identities` receives
     (device, inode, ctime) of each directory that holds a match, as the scan
     saw it: masks are placed only if it is still the same directory, unchanged.
+    The patterns in `folded` match names whatever their case.
     """
     import time
     import zlib
@@ -386,7 +438,8 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         return found
     matcher = None  # built on the first directory that must be listed: a warm cache needs no regex
     cache_path = None
-    key = (root, tuple(sorted(set(patterns))), max_depth, 2)
+    folded = set(folded)
+    key = (root, tuple(sorted(set(patterns) - folded)), tuple(sorted(folded)), max_depth, 3)
     filesystem = _filesystem_type(root)
     # Only directories on the root's own filesystem take the leaf shortcut: a
     # filesystem mounted below may count links differently.
@@ -408,7 +461,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
             subdirs, matches = record[2], record[3]
         else:
             if matcher is None:
-                matcher = _Matcher(sorted(set(patterns)))
+                matcher = _Matcher(sorted(set(patterns) - folded), folded=folded)
             leaf = info.st_nlink == 2 and info.st_dev == leaf_device
             subdirs, matches = _list_directory(directory, relative_dir, matcher, leaf)
             if matches is None:  # unreachable for this user now: scanned again next time
