@@ -157,3 +157,28 @@ def test_stdin_passes_through(scene):
     result = scene.run(["sh", "-c", "cat > got.txt"], input="piped data\n")
     assert result.returncode == 0, result.stderr
     assert scene.read("ws/got.txt") == "piped data\n"
+
+
+def test_a_program_in_the_hosts_tmp_is_not_found_and_says_why(scene):
+    """A virtualenv made in the host's /tmp: /tmp is private to each run."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="rf-venv-", dir="/tmp")
+    try:
+        os.chmod(folder, 0o755)
+        tool = os.path.join(folder, "tool")
+        with open(tool, "w") as handle:
+            handle.write("#!/bin/sh\necho ran\n")
+        os.chmod(tool, 0o755)
+        script = scene.write("ws/script.py", f"#!{tool}\n", mode=0o755)
+        control = scene.run([tool], sandbox=False)
+        assert control.stdout == "ran\n", "control"
+        for argv, env in (([tool], None), (["tool"], {"PATH": folder + ":" + "/usr/bin:/bin"}), ([script], None)):
+            result = scene.run(argv, env=env)
+            assert result.returncode == 127, (argv, result.stderr)
+            assert "private to each run" in result.stderr and ":slash_tmp" in result.stderr
+            assert "Traceback" not in result.stderr
+    finally:
+        import shutil
+
+        shutil.rmtree(folder)
