@@ -6,9 +6,35 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import Scene, bwrap_problem, check_user_can_run_ringfence, must_have, test_users  # noqa: E402
+from harness import (Scene, bwrap_problem, check_user_can_run_ringfence, must_have, open_for_test_user,  # noqa: E402
+                     test_users)
 
 _BWRAP = {}
+_OPENED: list = []
+
+
+def pytest_sessionstart(session):
+    """As root, boundary tests also run as an unprivileged user, who must reach
+    the interpreter and this checkout: an interpreter under /root (mode 700) is
+    not. The suite opens what it needs for traversal and reading only, and
+    puts every mode back when it ends."""
+    if os.getuid() == 0:
+        _OPENED.extend(open_for_test_user())
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for path, mode in reversed(_OPENED):
+        try:
+            os.chmod(path, mode)
+        except OSError:
+            pass
+
+
+def pytest_report_header(config):
+    if _OPENED:
+        return (f"opened {len(_OPENED)} paths (o+x on directories, o+r on files) so that the unprivileged test "
+                "user reaches the interpreter and the checkout; their modes are put back at the end")
+    return None
 
 
 @pytest.fixture(scope="session")

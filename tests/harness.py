@@ -89,6 +89,37 @@ def check_user_can_run_ringfence(user: User):
                            "Make the interpreter and the checkout traversable (see .ci/run)")
 
 
+def open_for_test_user() -> list[tuple[str, int]]:
+    """Give others traversal of every directory above the interpreter and the
+    checkout, and read access to the checkout's sources, where they lack it.
+    Returns (path, previous mode) for each change, to be put back."""
+    import sysconfig
+
+    changed = []
+
+    def widen(path: str, bits: int):
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except OSError:
+            return
+        if mode & bits != bits:
+            os.chmod(path, mode | bits)
+            changed.append((path, mode))
+
+    for start in {sys.base_prefix, sys.prefix, sysconfig.get_paths()["purelib"], os.path.realpath(sys.executable),
+                  SRC, os.path.join(REPO, "tests")}:
+        path = os.path.dirname(os.path.realpath(start))
+        while path != "/":
+            widen(path, 0o001)
+            path = os.path.dirname(path)
+    for tree in (SRC, os.path.join(REPO, "tests")):
+        for directory, _dirs, files in os.walk(tree):
+            widen(directory, 0o005)
+            for name in files:
+                widen(os.path.join(directory, name), 0o004)
+    return changed
+
+
 def bwrap_problem() -> str | None:
     sys.path.insert(0, SRC)
     from ringfence.errors import RingfenceError
