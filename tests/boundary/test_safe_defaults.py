@@ -135,7 +135,7 @@ def test_inherited_descriptor_cannot_write_outside(scene):
 CODE_RUNNING_CONFIG = [".vscode/tasks.json", ".idea/workspace.xml", ".claude/settings.json", ".cursor/mcp.json",
                        ".envrc", ".mcp.json", ".husky/pre-commit", ".devcontainer/devcontainer.json",
                        ".pre-commit-config.yaml", "mise.toml", "opencode.json", ".aider.conf.yml",
-                       ".helix/config.toml", ".nvim.lua", ".exrc", ".lfsconfig", ".yarnrc.yml"]
+                       ".helix/config.toml", ".nvim.lua", ".lfsconfig", ".yarnrc.yml"]
 
 
 @pytest.mark.parametrize("relative", CODE_RUNNING_CONFIG)

@@ -176,3 +176,24 @@ def test_api_misuse_gets_a_clear_error_before_anything_runs(world):
         box.run(["true"], pass_fds=(8,))
     outcome = box.run(["echo", b"bytes"], capture_output=True, env=world.env())
     assert outcome.stdout == b"bytes\n"
+
+
+@pytest.mark.parametrize("mechanism", ["overlay", "bind"])
+def test_placeholders_hold_with_either_mechanism(world, mechanism):
+    """bwrap >= 0.11 makes placeholders read-only overlays of two empty
+    folders; an older one binds each placeholder onto itself read-only.
+    Either way the name cannot be created, written into or removed."""
+    attack = "mkdir -p .vscode; echo evil > .vscode/tasks.json; rmdir .vscode; mv .vscode gone; true"
+    control = world.sh(attack, sandbox=False)
+    assert world.exists("ws/.vscode") or world.exists("ws/gone"), control.stderr
+    import shutil
+
+    for leftover in ("ws/.vscode", "ws/gone"):
+        shutil.rmtree(os.path.join(world.base, leftover), ignore_errors=True)
+    box = sandbox(world)
+    if mechanism == "bind":
+        box._reuse["overlay_sources"] = None  # as on a bwrap without overlays
+    outcome = box.run(["sh", "-c", attack], capture_output=True, env=world.env())
+    box.close()
+    assert not world.exists("ws/.vscode/tasks.json") and not world.exists("ws/gone"), outcome.stderr
+    assert not world.exists("ws/.vscode"), "the placeholder is removed when the sandbox closes"

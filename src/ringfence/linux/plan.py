@@ -9,7 +9,7 @@ from ..errors import CommandNotExecutable, CommandNotFound, PolicyError
 from ..policy.filesystem import NONE
 from ..state import state_dir
 from . import seccomp
-from .bwrap import bwrap_argv, locate_bwrap
+from .bwrap import bwrap_argv, locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, build_mount_plan
 
 # Above this many file masks, bwrap's own binds (each re-reading the mount
@@ -119,6 +119,9 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
     if "counter_shares" not in reuse:
         reuse["counter_shares"] = limit_tools.counter_shares()
     mask_file = os.path.join(state, "mask", "empty")
+    if "overlay_sources" not in reuse:
+        sources = ensure_empty_folders(os.path.join(state, "mask"))
+        reuse["overlay_sources"] = sources if read_only_overlays_work(bwrap, sources, cache) else None
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
     masks = [step.dest for step in mounts.steps if step.kind == MASK_FILE]
     helper_masks, helper_source, helper_command = (), None, ()
@@ -129,7 +132,8 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
         helper_command = _helper_command(filesystem)
     argv = bwrap_argv(bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper_masks=helper_masks,
-                      helper_command=helper_command, wait_for_limits=limited, env=env_result.env)
+                      helper_command=helper_command, wait_for_limits=limited, env=env_result.env,
+                      overlay_sources=reuse["overlay_sources"] if mounts.placeholders else None)
     return LinuxPlan(argv, env_result.env, mounts, program, policy.network.isolated, bwrap, list(command),
                      mask_file, mounts.placeholders, state, env_result.dropped, helper_masks, helper_source,
                      full_command, policy.limits if limited else None, mechanism,
@@ -137,6 +141,19 @@ def plan_linux(policy, command: list[str], *, cwd: str, env_result, tty_shim: st
 
 
 HELPER_SCRIPT_FD = 7
+
+
+def ensure_empty_folders(directory: str) -> tuple[str, str]:
+    """Two empty folders in ringfence's state (which no sandbox sees): the
+    lower layers of read-only overlay placeholders."""
+    folders = (os.path.join(directory, "empty-a"), os.path.join(directory, "empty-b"))
+    for folder in folders:
+        os.makedirs(folder, mode=0o755, exist_ok=True)  # the mode a placeholder shows inside
+        for name in os.listdir(folder):  # only ringfence writes here; anything found is removed
+            import shutil
+
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    return folders
 
 
 def _helper_command(filesystem) -> list[str]:

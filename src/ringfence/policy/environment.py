@@ -40,14 +40,16 @@ def secret_shape(value: str) -> str | None:
     """What kind of credential `value` looks like, or None. Written with string
     methods rather than regular expressions: it runs on every variable of
     every run, and the regex engine costs more to import than it saves."""
+    scheme = value.find("://")
+    if scheme > 0:
+        authority = value[scheme + 3:].split("/", 1)[0]
+        if "@" in authority and ":" in authority.rpartition("@")[0]:
+            return "a URL with a password"
+    if len(value) < 20:
+        return None  # shorter than any token recognised here
     text = value.strip()
     if "-----BEGIN " in text and "PRIVATE KEY" in text:
         return "a private key"
-    scheme = text.find("://")
-    if scheme > 0:
-        authority = text[scheme + 3:].split("/", 1)[0]
-        if "@" in authority and ":" in authority.rpartition("@")[0]:
-            return "a URL with a password"
     for prefix, length, what in TOKEN_PREFIXES:
         if text.startswith(prefix) and len(text) >= length and set(text) <= _TOKEN_CHARACTERS:
             return what
@@ -74,6 +76,23 @@ def wildcard_match(pattern: str, name: str) -> bool:
     import fnmatch
 
     return fnmatch.fnmatchcase(name_u, pattern_u)
+
+
+# The default excludes, sorted by shape once: every variable of every run
+# meets them, and a wildcard match per pair costs more than the rest of this.
+_EXCLUDE_INSIDE = tuple((p[1:-1], p) for p in DEFAULT_EXCLUDES if p.startswith("*") and p.endswith("*"))
+_EXCLUDE_ENDING = tuple((p[1:], p) for p in DEFAULT_EXCLUDES if p.startswith("*") and not p.endswith("*"))
+
+
+def _default_exclude(name: str) -> str | None:
+    upper = name.upper()
+    for word, pattern in _EXCLUDE_INSIDE:
+        if word in upper:
+            return pattern
+    for ending, pattern in _EXCLUDE_ENDING:
+        if upper.endswith(ending):
+            return pattern
+    return None
 
 
 class EnvironmentResult(Record):
@@ -103,11 +122,10 @@ class EnvironmentPolicy(Record):
             dropped.extend((name, "inherit = none") for name in source_env)
         if not self.ignore_default_excludes:
             for name in list(env):
-                for pattern in DEFAULT_EXCLUDES:
-                    if wildcard_match(pattern, name):
-                        del env[name]
-                        dropped.append((name, f"default exclude {pattern}"))
-                        break
+                pattern = _default_exclude(name)
+                if pattern:
+                    del env[name]
+                    dropped.append((name, f"default exclude {pattern}"))
                 else:
                     shape = secret_shape(env[name])
                     if shape:
