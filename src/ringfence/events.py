@@ -4,8 +4,10 @@ Every event carries `schema`, `time` (UTC, ISO 8601), `run` (the run id)
 and `type`. Types so far: `run.policy` (profile, where it was chosen, config
 files, network, limits), `run.start`, `run.end`, `run.timeout`, `run.refused`,
 `sandbox.error`, `signal.forwarded`, `limits.applied`, `limits.report`,
-`limits.unenforced`, `placeholder.cleanup`, `cgroup.cleanup`. Consumers must
-ignore fields and types they do not know; fields are only ever added.
+`limits.unenforced`, `placeholder.cleanup`, `cgroup.cleanup`, `git.created`
+and `protected.created` (names the sandbox made that the host acts on).
+Consumers must ignore fields and types they do not know; fields are only
+ever added.
 """
 
 from __future__ import annotations
