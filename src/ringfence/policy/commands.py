@@ -115,10 +115,12 @@ class CommandPart(Record):
     `argv` is the command as it will run (after wrappers and shells), `via`
     the wrappers and shells it was found inside, `unproven` why it could not
     be proven plain (None when it is), `safe` whether it is on the read-only
-    list `untrusted` runs without asking.
+    list `untrusted` runs without asking, `cover` the words an allow rule
+    must name to allow this command (what an "always" answer remembers;
+    None when no rule could, because a word is known only at run time).
     """
 
-    __slots__ = ("argv", "decision", "via", "matches", "unproven", "safe", "rule", "why")
+    __slots__ = ("argv", "decision", "via", "matches", "unproven", "safe", "rule", "why", "cover")
 
 
 class CommandDecision(Record):
@@ -440,14 +442,14 @@ class CommandRules:
         forbidden = next((m for m in matches if m.rule.decision == FORBIDDEN and m.certain), None)
         doubtful = next((m for m in matches if m.rule.decision != ALLOW and not m.certain), None)
         prompting = next((m for m in matches if m.rule.decision == PROMPT and m.certain), None)
-        command = _display(payload.argv)
+        command = display_argv(payload.argv)
         where = f" (inside {', '.join(payload.via)})" if payload.via else ""
         if forbidden is not None:
             verdict, rule = FORBIDDEN, forbidden.rule
-            why = f"{_display(forbidden.command)}{where} is forbidden by {_cite(rule)}"
+            why = f"{display_argv(forbidden.command)}{where} is forbidden by {_cite(rule)}"
         elif prompting is not None:
             verdict, rule = PROMPT, prompting.rule
-            why = f"{_display(prompting.command)}{where} needs approval by {_cite(rule)}"
+            why = f"{display_argv(prompting.command)}{where} needs approval by {_cite(rule)}"
         elif doubtful is not None:
             verdict, rule = PROMPT, doubtful.rule
             known = payload.kinds is None or all(kind == EXACT for kind in payload.kinds)
@@ -465,7 +467,17 @@ class CommandRules:
             why = f"no rule matches {command}{where}"
         safe = (unproven is None and not writes and verdict != FORBIDDEN and all(layer.transparent for layer in chain)
                 and _is_safe(payload))
-        return CommandPart(payload.argv, verdict, payload.via, tuple(matches), unproven, safe, rule, why)
+        return CommandPart(payload.argv, verdict, payload.via, tuple(matches), unproven, safe, rule, why,
+                           _cover(chain))
+
+
+def _cover(chain) -> tuple[str, ...] | None:
+    """What an allow rule must name to allow the last layer of `chain`: its
+    own words, or the whole of the outermost layer an allow cannot pass."""
+    layer = next((layer for layer in chain if not layer.transparent), chain[-1])
+    if layer.kinds is not None and any(kind != EXACT for kind in layer.kinds):
+        return None
+    return layer.argv
 
 
 def _combine(parts: list) -> CommandDecision:
@@ -775,7 +787,7 @@ def _short(layer: _Layer) -> str:
     return name
 
 
-def _display(argv) -> str:
+def display_argv(argv) -> str:
     return " ".join(_quote(word) for word in argv)
 
 

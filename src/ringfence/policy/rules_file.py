@@ -213,7 +213,7 @@ def _prefix_rule(arguments: dict, path: str, line: int) -> CommandRule:
     justification = arguments.get("justification", (None, line))[0]
     if justification is not None and not isinstance(justification, str):
         raise RulesError(path, line, "justification must be a string")
-    rule = CommandRule(tuple(pattern), decision, f"{path}:{line}", _label(pattern, decision), justification)
+    rule = CommandRule(tuple(pattern), decision, f"{path}:{line}", rule_label(pattern, decision), justification)
     for key, must in (("match", True), ("not_match", False)):
         examples, example_line = arguments.get(key, ([], line))
         if not isinstance(examples, list):
@@ -259,7 +259,7 @@ def _host_executable(arguments: dict, path: str, line: int, home: str | None) ->
     return HostExecutable(name, tuple(resolved), f"{path}:{line}")
 
 
-def _label(pattern, decision: str) -> str:
+def rule_label(pattern, decision: str) -> str:
     import json
 
     tokens = ", ".join(json.dumps(t) if isinstance(t, str) else "[" + ", ".join(json.dumps(a) for a in t) + "]"
@@ -269,7 +269,7 @@ def _label(pattern, decision: str) -> str:
 
 def rule_text(pattern, decision: str = ALLOW, justification: str | None = None) -> str:
     """The line that adds this rule to a rules file."""
-    text = _label(pattern, decision)
+    text = rule_label(pattern, decision)
     if justification:
         import json
 

@@ -401,6 +401,10 @@ _ANSI_SIMPLE = {"a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "n": 
                 "v": "\v", "\\": "\\", "'": "'", '"': '"', "?": "?"}
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+_OCTAL = frozenset("01234567")
+
+
 def _ansi_c(body: str) -> tuple[str, int]:
     """Decode bash's $'...' escapes; anything unusual makes the value UNKNOWN."""
     out, index = [], 0
@@ -414,23 +418,19 @@ def _ansi_c(body: str) -> tuple[str, int]:
         if code in _ANSI_SIMPLE:
             out.append(_ANSI_SIMPLE[code])
             index += 2
-        elif code in "xuU":
-            width = {"x": 2, "u": 4, "U": 8}[code]
-            digits = ""
-            index += 2
-            while len(digits) < width and index < len(body) and body[index] in "0123456789abcdefABCDEF":
-                digits += body[index]
-                index += 1
-            if not digits:
+        elif code in "xuU" or code in _OCTAL:
+            hexadecimal = code in "xuU"
+            start = index + 2 if hexadecimal else index + 1
+            width = {"x": 2, "u": 4, "U": 8}.get(code, 3)
+            alphabet = _HEX if hexadecimal else _OCTAL
+            end = start
+            while end - start < width and end < len(body) and body[end] in alphabet:
+                end += 1
+            if end == start:
                 return body, UNKNOWN
-            out.append(chr(int(digits, 16)))
-        elif code in "01234567":
-            digits = ""
-            index += 1
-            while len(digits) < 3 and index < len(body) and body[index] in "01234567":
-                digits += body[index]
-                index += 1
-            out.append(chr(int(digits, 8) & 0xFF))
+            value = int(body[start:end], 16 if hexadecimal else 8)
+            out.append(chr(value if hexadecimal else value & 0xFF))
+            index = end
         else:
             return body, UNKNOWN
     return "".join(out), EXACT
