@@ -38,6 +38,7 @@ _CASE_ONLY = frozenset((";;", ";&", ";;&"))
 _OUTPUT_REDIRECTS = frozenset((">", ">>", "&>", "&>>", ">|", ">&", "&>|"))
 _ARITHMETIC_TESTS = ("-eq", "-ne", "-lt", "-le", "-gt", "-ge")
 _MAX_DEPTH = 200
+_MAX_REPAIRS = 8
 
 
 class ShellCommand(Record):
@@ -79,24 +80,37 @@ def _get_parser():
 
 def split_script(script: str) -> ShellScript:
     """The simple commands of `script` and what keeps it from being plain."""
-    walk = _Walk()
     source = script.encode("utf-8", "surrogateescape")
-    tree = _get_parser().parse(source)
-    root = tree.root_node
-    if root.has_error:
+    repaired = False
+    for _ in range(_MAX_REPAIRS):
+        walk = _Walk()
+        root = _get_parser().parse(source).root_node
+        if root.has_error:
+            walk.unproven.append("the script does not parse as shell")
+        walk.node(root, 0)
+        if not walk.glued:
+            break
+        # tree-sitter-bash reads a line that starts with a backslash as more
+        # words of the line before; the shell starts a new command there.
+        for offset in sorted(set(walk.glued), reverse=True):
+            source = source[:offset] + b";" + source[offset:]
+        repaired = True
+    else:
         walk.unproven.append("the script does not parse as shell")
-    walk.node(root, 0)
+    if repaired:
+        walk.unproven.append("the parser joined lines the shell keeps apart")
     reasons = tuple(dict.fromkeys(walk.unproven))
     return ShellScript(tuple(walk.commands), reasons, frozenset(walk.assigned))
 
 
 class _Walk:
-    __slots__ = ("commands", "unproven", "assigned")
+    __slots__ = ("commands", "unproven", "assigned", "glued")
 
     def __init__(self):
         self.commands: list[ShellCommand] = []
         self.unproven: list[str] = []
         self.assigned: set[str] = set()
+        self.glued: list[int] = []  # byte offsets of newlines the parser put inside a word
 
     def node(self, node, depth: int):
         if depth > _MAX_DEPTH:
@@ -287,6 +301,11 @@ class _Walk:
         """The value of a word node and how well it is known."""
         kind = node.type
         if kind == "word":
+            raw = node.text
+            if b"\n" in raw:
+                newline = _unescaped_newline(raw)
+                if newline >= 0:
+                    self.glued.append(node.start_byte + newline)
             return _unquoted_word(_text(node))
         if kind == "number":
             return _text(node), EXACT
@@ -379,6 +398,18 @@ def _unquoted_word(text: str) -> tuple[str, int]:
         out.append(char)
         index += 1
     return "".join(out), kind
+
+
+def _unescaped_newline(raw: bytes) -> int:
+    index = 0
+    while index < len(raw):
+        if raw[index] == 0x5C:  # a backslash escapes the next byte (a newline: a continuation)
+            index += 2
+            continue
+        if raw[index] == 0x0A:
+            return index
+        index += 1
+    return -1
 
 
 def _double_quoted(text: str) -> str:
