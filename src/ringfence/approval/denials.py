@@ -98,10 +98,11 @@ def _path_denial(policy, path: str, line: str, write_clue: bool):
     origin = rule.origin if rule is not None else "policy"
     if decision.access == "write":
         return None
-    if decision.access == "none" and not write_clue:
+    if write_clue:  # a read-only mount answers a write with EROFS
+        return Denial("write", path, label, origin, line, f"denied by the sandbox: write to {path}, rule `{label}`")
+    if decision.access == "none":  # a masked path answers with EACCES
         return Denial("read", path, label, origin, line, f"denied by the sandbox: read of {path}, rule `{label}`")
-    # Read-only, or denied and written to: a write the policy refuses.
-    return Denial("write", path, label, origin, line, f"denied by the sandbox: write to {path}, rule `{label}`")
+    return None  # EACCES on a path the policy lets through is the host's own permission
 
 
 def _syscall_denial(line: str):
