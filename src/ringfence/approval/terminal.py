@@ -63,21 +63,26 @@ class TerminalApprover:
         except OSError:
             return "no"
         try:
-            text = question(request)
-            for _ in range(self.attempts):
-                _write(fd, text.encode("utf-8", "replace"))
-                line = _read_line(fd)
-                if line is None:
-                    return "no"
-                answer = _ANSWERS.get(line.strip().lower())
-                if answer == "always" and not request.remember:
-                    answer = None
-                if answer is not None:
-                    return answer
-                text = "  please answer " + ("o, a or n: " if request.remember else "o or n: ")
+            return self._ask(fd, request)
+        except OSError:  # the terminal went away (EIO once its other side closes): nobody to ask
             return "no"
         finally:
             os.close(fd)
+
+    def _ask(self, fd: int, request) -> str:
+        text = question(request)
+        for _ in range(self.attempts):
+            _write(fd, text.encode("utf-8", "replace"))
+            line = _read_line(fd)
+            if line is None:
+                return "no"
+            answer = _ANSWERS.get(line.strip().lower())
+            if answer == "always" and not request.remember:
+                answer = None
+            if answer is not None:
+                return answer
+            text = "  please answer " + ("o, a or n: " if request.remember else "o or n: ")
+        return "no"
 
 
 def _write(fd: int, data: bytes):
