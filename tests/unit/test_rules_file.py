@@ -204,3 +204,15 @@ def test_rules_and_approval_keys_are_validated(tmp_path, own_config_dir, text, m
 def test_on_request_rule_is_accepted(tmp_path, own_config_dir):
     home, project, load = _policy(tmp_path, trusted=False, config='approval_policy = "on-request-rule"\n')
     assert load().approval_policy == "on-request-rule"
+
+
+def test_a_cached_reading_is_reused_only_for_the_identical_file(tmp_path):
+    path = tmp_path / "r.rules"
+    cache = tmp_path / "cache"
+    path.write_text('prefix_rule(pattern=["git", ["a", "b"]], decision="allow", justification="j")\n')
+    first = load_rules_file(str(path), cache_dir=str(cache))
+    assert list(cache.iterdir())
+    assert load_rules_file(str(path), cache_dir=str(cache)) == first
+    path.write_text('prefix_rule(pattern=["git"], decision="allow", match=["hg"])\n')  # now invalid
+    with pytest.raises(RulesError, match="'hg' does not match"):
+        load_rules_file(str(path), cache_dir=str(cache))

@@ -176,6 +176,32 @@ class _Layer:
         self.via = via
 
 
+class _Bucket:
+    """The rules for one program, also indexed by their second token: a
+    program with hundreds of rules is matched against a handful."""
+
+    __slots__ = ("rules", "by_second", "short")
+
+    def __init__(self, rules: list):
+        self.rules = rules
+        self.by_second: dict[str, list] = {}
+        self.short = []
+        for rule in rules:
+            if len(rule.pattern) == 1:
+                self.short.append(rule)
+                continue
+            second = rule.pattern[1]
+            for token in (second,) if isinstance(second, str) else second:
+                self.by_second.setdefault(token, []).append(rule)
+
+    def candidates(self, argv, kinds):
+        if len(argv) < 2:
+            return self.short
+        if kinds is not None and kinds[1] != EXACT:
+            return self.rules
+        return self.short + self.by_second.get(argv[1], [])
+
+
 class CommandRules:
     """The command rules of a policy. Immutable; decisions are pure apart from
     looking up programs on the command's PATH."""
@@ -202,8 +228,8 @@ class CommandRules:
                 listed.add(os.path.normpath(path))
                 listed.add(os.path.realpath(path))
             hosts[host.name] = frozenset(listed)
-        object.__setattr__(self, "_by_token", by_token)
-        object.__setattr__(self, "_by_path", by_path)
+        object.__setattr__(self, "_by_token", {key: _Bucket(found) for key, found in by_token.items()})
+        object.__setattr__(self, "_by_path", {key: _Bucket(found) for key, found in by_path.items()})
         object.__setattr__(self, "_hosts", hosts)
         object.__setattr__(self, "_restricting", any(rule.decision != ALLOW for rule in rules))
 
@@ -407,9 +433,11 @@ class CommandRules:
         found: dict[int, RuleMatch] = {}
         for names, sure in ((certain_names, True), (loose_names, False)):
             for name in names:
-                candidates = self._by_token.get(name, ()) if not name.startswith("/") else \
-                    self._by_path.get(name, ()) or self._by_token.get(name, ())
-                for rule in candidates:
+                bucket = (self._by_path.get(name) or self._by_token.get(name)) if name.startswith("/") \
+                    else self._by_token.get(name)
+                if bucket is None:
+                    continue
+                for rule in bucket.candidates(argv, layer.kinds):
                     result = _rest_matches(rule.pattern, argv, layer.kinds)
                     if result is None:
                         continue

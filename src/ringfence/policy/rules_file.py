@@ -87,13 +87,26 @@ def parse_rules(text: str, path: str, *, home: str | None = None) -> RulesFile:
     return RulesFile(path, tuple(rules), tuple(hosts))
 
 
-def load_rules_file(path: str, *, home: str | None = None) -> RulesFile:
+def load_rules_file(path: str, *, home: str | None = None, cache_dir: str | None = None) -> RulesFile:
+    """Read a rules file; with `cache_dir`, reuse an earlier reading of the identical file.
+
+    Parsing costs about 30 us a rule (500 rules: 15 ms), more than the rest
+    of start-up. A cached reading is used only while inode, size, mtime and
+    ctime all match (ctime cannot be set from user space), so an edited file
+    is read, and its examples checked, again.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError as exc:
         raise RulesError(path, None, f"cannot read: {exc.strerror}",
                          hint="a rules file must be a regular file, not a symlink") from None
     with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        identity = (path, home, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        cache = _cache_path(cache_dir, path) if cache_dir else None
+        cached = _read_cache(cache, identity) if cache else None
+        if cached is not None:
+            return cached
         data = handle.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise RulesError(path, None, f"larger than {MAX_FILE_BYTES} bytes", hint="split it into several files")
@@ -101,7 +114,40 @@ def load_rules_file(path: str, *, home: str | None = None) -> RulesFile:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RulesError(path, None, f"not UTF-8 (byte {exc.start})") from None
-    return parse_rules(text, path, home=home)
+    loaded = parse_rules(text, path, home=home)
+    if cache:
+        _write_cache(cache, identity, loaded)
+    return loaded
+
+
+def _cache_path(cache_dir: str, path: str) -> str:
+    import zlib
+
+    return os.path.join(cache_dir, f"rules-{zlib.crc32(os.fsencode(path)):08x}.bin")
+
+
+def _read_cache(cache: str, identity) -> RulesFile | None:
+    import marshal
+
+    try:
+        with open(cache, "rb") as handle:
+            stored = marshal.loads(handle.read())
+        if stored[0] != identity:
+            return None
+        rules = tuple(CommandRule(*fields) for fields in stored[1])
+        hosts = tuple(HostExecutable(*fields) for fields in stored[2])
+    except (OSError, EOFError, ValueError, TypeError, IndexError):
+        return None
+    return RulesFile(identity[0], rules, hosts)
+
+
+def _write_cache(cache: str, identity, loaded: RulesFile):
+    import marshal
+
+    from ..state import write_cache
+
+    write_cache(cache, marshal.dumps((identity, [r._values() for r in loaded.rules],
+                                      [h._values() for h in loaded.host_executables])))
 
 
 def rules_directories(home: str, project_root: str | None, project_trusted: bool) -> list[str]:
@@ -285,11 +331,14 @@ def command_rules(config) -> CommandRules:
     user's rules files, then a trusted project's."""
     from .commands import CommandRules
 
+    from ..state import state_dir
+
     rules = list(_toml_rules(config.get("rules")))
     hosts, files = [], []
+    cache_dir = os.path.join(state_dir(config.home), "cache")
     for directory in rules_directories(config.home, config.project_root, config.project_trusted):
         for path in rules_files(directory):
-            loaded = load_rules_file(path, home=config.home)
+            loaded = load_rules_file(path, home=config.home, cache_dir=cache_dir)
             rules.extend(loaded.rules)
             hosts.extend(loaded.host_executables)
             files.append(path)
