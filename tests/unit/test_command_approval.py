@@ -337,6 +337,20 @@ def test_denial_report_refused_connection(world):
     assert any("network is off" in d.message for d in report.denials)
 
 
+def test_denial_report_private_temporary_space(world, tmp_path):
+    host_file = tmp_path / "shared.txt"  # tmp_path is under /tmp, private to each run
+    host_file.write_text("x")
+    report = denial_report(world.policy, ["cat"], f"cat: {host_file}: No such file or directory\n"
+                           "cat: /tmp/never-existed: No such file or directory\n")
+    [denial] = report.denials
+    assert denial.kind == "private" and denial.target == str(host_file) and "private to the run" in denial.message
+
+
+def test_the_program_prefixing_its_message_is_not_a_path_it_touched(world):
+    report = denial_report(world.policy, ["/bin/sh"], "/bin/sh: 1: cannot create /etc/x: Read-only file system\n")
+    assert [d.target for d in report.denials] == ["/etc/x"]
+
+
 def test_denial_report_refused_system_call(world):
     report = denial_report(world.policy, ["unshare"], "unshare: unshare failed: Operation not permitted\n")
     assert [(d.kind, d.target) for d in report.denials] == [("syscall", "unshare")]

@@ -17,10 +17,11 @@ from typing import Literal
 
 from .._record import Record
 
-DenialKind = Literal["write", "read", "network", "syscall"]
+DenialKind = Literal["write", "read", "private", "network", "syscall"]
 
 _WRITE_CLUES = ("Read-only file system", "EROFS")
 _ACCESS_CLUES = ("Permission denied", "EACCES", "Operation not permitted", "EPERM")
+_MISSING_CLUES = ("No such file or directory", "Directory nonexistent", "ENOENT")
 _NETWORK_CLUES = ("Network is unreachable", "ENETUNREACH", "Could not resolve host",
                   "Temporary failure in name resolution", "Name or service not known",
                   "No address associated with hostname", "getaddrinfo failed", "Could not resolve proxy")
@@ -73,10 +74,11 @@ def denial_report(policy, argv, stderr: str, events=(), *, cwd: str | None = Non
 def _from_line(policy, line: str, cwd: str):
     write_clue = any(clue in line for clue in _WRITE_CLUES)
     access_clue = any(clue in line for clue in _ACCESS_CLUES)
-    if write_clue or access_clue:
+    missing_clue = any(clue in line for clue in _MISSING_CLUES)
+    if write_clue or access_clue or missing_clue:
         paths = list(_paths_in(line, cwd))
         for path in paths:
-            denial = _path_denial(policy, path, line, write_clue)
+            denial = _path_denial(policy, path, line, write_clue, missing_clue and not (write_clue or access_clue))
             if denial is not None:
                 yield denial
         if not paths and any(clue in line for clue in _SYSCALL_CLUES):
@@ -88,7 +90,7 @@ def _from_line(policy, line: str, cwd: str):
                      f"denied by the sandbox: network access (network is off), rule `{policy.network.origin}`")
 
 
-def _path_denial(policy, path: str, line: str, write_clue: bool):
+def _path_denial(policy, path: str, line: str, write_clue: bool, missing: bool):
     try:
         decision = policy.filesystem.access(path)
     except (OSError, ValueError):
@@ -96,6 +98,12 @@ def _path_denial(policy, path: str, line: str, write_clue: bool):
     rule = decision.rule
     label = rule.label if rule is not None else (decision.note or "no rule")
     origin = rule.origin if rule is not None else "policy"
+    if missing:  # missing inside, present on the host: hidden by a private mount
+        if decision.private and os.path.lexists(path):
+            return Denial("private", path, label, origin, line,
+                          f"denied by the sandbox: {path} is private to the run (the host's is not visible "
+                          f"inside), rule `{label}`")
+        return None
     if decision.access == "write":
         return None
     if write_clue:  # a read-only mount answers a write with EROFS
@@ -116,9 +124,11 @@ def _syscall_denial(line: str):
 
 
 def _paths_in(line: str, cwd: str):
-    """Words of `line` that look like paths, made absolute against `cwd`."""
+    """Words of `line` that look like paths, made absolute against `cwd`;
+    not the program that prefixes its own messages (`/bin/sh: 1: ...`)."""
     word = []
-    seen = set()
+    first, colon, _ = line.partition(": ")
+    seen = {first} if colon and " " not in first else set()
     for char in line + " ":
         if char in _SEPARATORS:
             if word:
