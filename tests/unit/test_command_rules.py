@@ -187,6 +187,8 @@ def test_wrappers_are_looked_through(rules, argv):
     (["sudo", "ls"], NO_RULE),                 # an allow for ls does not carry through sudo
     (["sudo", "apt", "install", "x"], ALLOW),  # a rule naming sudo's command does
     (["sudo", "-s", "ls"], PROMPT),            # sudo -s runs a shell
+    (["xargs", "rm"], PROMPT),                 # its input may supply -rf
+    (["xargs", "-0", "ls"], ALLOW),
 ])
 def test_wrapper_table(rules, argv, expected):
     assert decide(rules, argv).decision == expected
@@ -347,3 +349,19 @@ def test_safe_list(argv, safe, tmp_path):
 def test_hosts_are_data():
     host = HostExecutable("git", ("/usr/bin/git",), "x:1")
     assert CommandRules((), (host,)) == CommandRules((), (host,))
+
+
+def test_deciding_a_plain_argv_does_not_load_the_shell_parser():
+    """Start-up cost: tree-sitter is imported for the first script, never for an argv."""
+    import subprocess
+    import sys
+
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]);"
+            "from ringfence.policy.commands import CommandRules, CommandRule;"
+            "r = CommandRules((CommandRule(('rm', '-rf'), 'forbidden', 'x', 'x'),));"
+            "r.decide(['env', 'timeout', '5', '/usr/bin/rm', '-rf', 'x']);"
+            "print('tree_sitter' in sys.modules, 'ast' in sys.modules);"
+            "r.decide(['sh', '-c', 'ls']); print('tree_sitter' in sys.modules)")
+    out = subprocess.run([sys.executable, "-P", "-c", code, src], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False", "True"]

@@ -367,6 +367,9 @@ class CommandRules:
             return
         start, inner_argv, inner_kinds, context = parsed
         layer.inner = start
+        if syntax.appends:  # xargs adds words read from its input: known only at run time
+            inner_kinds = (inner_kinds or (EXACT,) * len(inner_argv)) + (UNKNOWN,)
+            inner_argv = inner_argv + ("<input>",)
         self._expand(inner_argv, inner_kinds, context, chain + (layer,), depth + 1, parts)
 
     def _expand_find(self, layer, chain, depth, parts):
@@ -575,13 +578,14 @@ class _Syntax(Record):
     command (timeout's duration); `assignments`: NAME=VALUE words allowed
     before the command; `quiet`: options after which nothing runs;
     `unchecked`: options that make it run something this module cannot see;
-    `transparent`: whether an allow for the command carries through it.
+    `transparent`: whether an allow for the command carries through it;
+    `appends`: whether it adds words of its own to the command (xargs).
     """
 
     __slots__ = ("values", "flags", "optional", "long_values", "long_flags", "operands", "assignments",
-                 "quiet", "unchecked", "transparent", "numeric")
+                 "quiet", "unchecked", "transparent", "numeric", "appends")
     _defaults = {"optional": "", "long_values": (), "long_flags": (), "operands": 0, "assignments": False,
-                 "quiet": (), "unchecked": (), "transparent": True, "numeric": False}
+                 "quiet": (), "unchecked": (), "transparent": True, "numeric": False, "appends": False}
 
 
 _WRAPPERS = {
@@ -601,7 +605,7 @@ _WRAPPERS = {
                                   "--process-slot-var"),
                      long_flags=("--null", "--open-tty", "--interactive", "--no-run-if-empty", "--verbose",
                                  "--exit", "--eof", "--replace", "--max-lines"),
-                     quiet=("--show-limits", "--help", "--version")),
+                     quiet=("--show-limits", "--help", "--version"), appends=True),
     "sudo": _Syntax("CDghpRrTtUu", "AbEHKkLNnPSB",
                     long_values=("--close-from", "--chdir", "--group", "--host", "--prompt", "--role", "--type",
                                  "--command-timeout", "--other-user", "--user", "--chroot"),
