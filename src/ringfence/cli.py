@@ -191,6 +191,7 @@ def cmd_check(options, positional) -> int:
         data = {"command": positional, "decision": decision.decision, "why": decision.why,
                 "matchedRules": [{"rule": m.label, "origin": m.origin, "decision": m.decision,
                                   "justification": m.justification, "command": list(m.command),
+                                  "matchedPrefix": list(m.prefix),
                                   "certain": m.certain} for m in decision.matches],
                 "commands": [{"argv": list(p.argv), "decision": p.decision, "via": list(p.via),
                               "unproven": p.unproven, "safe": p.safe, "why": p.why} for p in decision.parts],
@@ -201,7 +202,7 @@ def cmd_check(options, positional) -> int:
         for match in decision.matches:
             maybe = "" if match.certain else " (could match: a word is known only at run time)"
             out.append(f"matched   {match.decision:<9} {match.label}  [{match.origin}]  on: "
-                       f"{display_argv(match.command)}{maybe}")
+                       f"{display_argv(match.prefix)}{maybe}")
         if len(decision.parts) > 1 or decision.parts[0].via:
             for part in decision.parts:
                 via = f"  (inside {', '.join(part.via)})" if part.via else ""

@@ -200,7 +200,8 @@ def test_check_json(world):
     assert data["decision"] == "prompt"
     [rule] = data["matchedRules"]
     assert rule["decision"] == "prompt" and rule["justification"] == "publishes code"
-    assert rule["command"] == ["git", "push"] and rule["origin"].endswith("team.rules:1")
+    assert rule["command"] == ["git", "push"] and rule["matchedPrefix"] == ["git", "push"]
+    assert rule["origin"].endswith("team.rules:1")
     assert [c["argv"] for c in data["commands"]] == [["git", "push"], ["ls"]]
     assert data["commands"][0]["via"] == ["bash -lc"]
 

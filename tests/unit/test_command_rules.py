@@ -65,7 +65,7 @@ def test_decision_names_the_rule_origin_justification_and_command(rules):
     assert decision.rule.justification == "publishes code"
     assert "publishes code" in decision.why and "git push" in decision.why
     [match] = decision.matches
-    assert match.command == ("git", "push") and match.certain
+    assert match.command == ("git", "push", "origin") and match.prefix == ("git", "push") and match.certain
 
 
 def test_every_matching_rule_is_reported(rules):

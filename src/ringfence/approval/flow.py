@@ -291,7 +291,7 @@ def _where(policy) -> Action:
 
 def _decision_fields(argv, decision, mode_name) -> dict:
     return {"argv": list(argv), "decision": decision.decision, "approval_policy": mode_name, "why": decision.why,
-            "rules": [{"rule": m.label, "origin": m.origin, "decision": m.decision, "command": list(m.command),
+            "rules": [{"rule": m.label, "origin": m.origin, "decision": m.decision, "command": list(m.command), "prefix": list(m.prefix),
                        "certain": m.certain} for m in decision.matches]}
 
 

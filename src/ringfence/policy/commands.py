@@ -87,10 +87,11 @@ class HostExecutable(Record):
 
 
 class RuleMatch(Record):
-    """A rule that matched `command` (one command inside what was asked);
-    `certain` is False when a word known only at run time could complete it."""
+    """A rule that matched `command` (one command inside what was asked, or
+    a wrapper around one) at its first words, `prefix`; `certain` is False
+    when a word known only at run time could complete it."""
 
-    __slots__ = ("rule", "command", "certain")
+    __slots__ = ("rule", "command", "prefix", "certain")
 
     @property
     def label(self) -> str:
@@ -447,7 +448,7 @@ class CommandRules:
                     certain = sure and result
                     previous = found.get(id(rule))
                     if previous is None or (certain and not previous.certain):
-                        found[id(rule)] = RuleMatch(rule, argv[:len(rule.pattern)], certain)
+                        found[id(rule)] = RuleMatch(rule, argv, argv[:len(rule.pattern)], certain)
         return list(found.values())
 
     def _decide_part(self, chain, unproven, writes, cache) -> CommandPart:
@@ -477,10 +478,10 @@ class CommandRules:
         where = f" (inside {', '.join(payload.via)})" if payload.via else ""
         if forbidden is not None:
             verdict, rule = FORBIDDEN, forbidden.rule
-            why = f"{display_argv(forbidden.command)}{where} is forbidden by {_cite(rule)}"
+            why = f"{display_argv(forbidden.prefix)}{where} is forbidden by {_cite(rule)}"
         elif prompting is not None:
             verdict, rule = PROMPT, prompting.rule
-            why = f"{display_argv(prompting.command)}{where} needs approval by {_cite(rule)}"
+            why = f"{display_argv(prompting.prefix)}{where} needs approval by {_cite(rule)}"
         elif doubtful is not None:
             verdict, rule = PROMPT, doubtful.rule
             known = payload.kinds is None or all(kind == EXACT for kind in payload.kinds)
