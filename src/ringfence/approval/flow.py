@@ -11,6 +11,13 @@ unsandboxed re-run when the denial report blames the sandbox.
 Both are written once, as a generator that yields each `ApprovalRequest`
 and receives the answer, and driven by a sync and an async face, so that an
 approver may be a plain function or a coroutine function.
+
+Events (for `EventLog.emit(type, **fields)`): `command.decision` (argv,
+decision, approval_policy, why, rules: rule, origin, decision, command,
+prefix, certain), `approval.answer` (kind, command, rule, answer,
+remember), `rules.amended` / `rules.already_covered` (file, pattern),
+`run.refused` (argv, reason, rule, origin), `sandbox.denial` (kind,
+target, rule, origin, message).
 """
 
 from __future__ import annotations
