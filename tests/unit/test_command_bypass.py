@@ -46,7 +46,9 @@ def _quote_word(word: str, style: int) -> str:
     return word + "''"
 
 
-PROGRAM_SPELLINGS = ["rm", "/bin/rm", "/usr/bin/rm", "/usr/bin/../bin/rm", "//usr//bin//rm"]
+# Decided from /usr/bin, where `./rm` is the system's rm (its directory is on PATH).
+CWD = "/usr/bin"
+PROGRAM_SPELLINGS = ["rm", "/bin/rm", "/usr/bin/rm", "/usr/bin/../bin/rm", "//usr//bin//rm", "./rm", "../bin/rm"]
 WRAPPERS = [[], ["env"], ["env", "-i"], ["env", "A=1", "B=2"], ["command"], ["exec"], ["nice", "-n", "3"],
             ["timeout", "5"], ["timeout", "-k", "1", "5"], ["xargs", "-0"], ["sudo"], ["sudo", "-u", "x"],
             ["nohup"], ["stdbuf", "-o0"], ["time"], ["setsid"], ["env", "nice", "nohup"]]
@@ -84,7 +86,7 @@ def disguised_argv(draw, payload_words):
 @given(st.data(), target)
 def test_forbidden_rm_is_never_bypassed(data, path):
     argv = data.draw(disguised_argv(("rm", "-rf", path)))
-    decision = RULES.decide(argv, env=ENV, cwd="/tmp")
+    decision = RULES.decide(argv, env=ENV, cwd=CWD)
     assert decision.decision == FORBIDDEN, (argv, decision.why)
 
 
@@ -100,7 +102,7 @@ def test_forbidden_curl_is_never_bypassed(data):
 @given(st.data(), target)
 def test_control_the_same_disguises_of_an_unforbidden_command_are_not_forbidden(data, path):
     argv = data.draw(disguised_argv(("rm", "-r", path)))
-    assert RULES.decide(argv, env=ENV, cwd="/tmp").decision != FORBIDDEN, argv
+    assert RULES.decide(argv, env=ENV, cwd=CWD).decision != FORBIDDEN, argv
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
