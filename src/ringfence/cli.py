@@ -16,6 +16,7 @@ USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
        ringfence status [OPTIONS] [--json]
        ringfence explain [OPTIONS] [--json] PATH...
+       ringfence check [OPTIONS] [--rules FILE]... [--json] [--] COMMAND [ARGS...]
        ringfence --version
 
 Run COMMAND inside a boundary the kernel enforces, as one TOML policy says.
@@ -32,15 +33,23 @@ run options:
   --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
   --no-tty               do not give the command a terminal, even when ringfence has one
 
+check options:
+  --rules FILE           decide with the rules in FILE only (a .rules file), repeatable
+
 exit status of run: the command's own; 125 the sandbox could not start,
 126 the command cannot be run, 127 the command was not found.
+exit status of check: 0 allowed by the rules, 1 no rule matches (the approval
+policy decides), 3 needs approval (a prompt rule, or not provably plain),
+126 forbidden (run would refuse it), 2 bad usage or configuration.
 """
 
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
-                 "--events": "events", "--timeout": "timeout"}
+                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files"}
 FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty"}
-REPEATED = {"overrides", "config_files"}
+REPEATED = {"overrides", "config_files", "rules_files"}
+# Sub-commands whose first positional word starts the command line.
+COMMAND_LINE = ("run", "check")
 
 
 class UsageError(Exception):
@@ -53,9 +62,9 @@ def parse(argv: list[str]):
     if argv[0] in ("--version", "-V"):
         return "version", {}, []
     command, rest = argv[0], argv[1:]
-    if command not in ("run", "status", "explain"):
+    if command not in ("run", "status", "explain", "check"):
         raise UsageError(f"unknown command {command!r}")
-    options: dict = {"overrides": [], "config_files": []}
+    options: dict = {"overrides": [], "config_files": [], "rules_files": []}
     positional: list[str] = []
     index = 0
     while index < len(rest):
@@ -85,11 +94,11 @@ def parse(argv: list[str]):
                 options[key] = inline
         elif name in FLAG_OPTIONS:
             options[FLAG_OPTIONS[name]] = True
-        elif arg.startswith("-") and arg != "-" and not (command == "run" and positional):
+        elif arg.startswith("-") and arg != "-" and not (command in COMMAND_LINE and positional):
             raise UsageError(f"unknown option {arg!r}")
         else:
             positional.append(arg)
-            if command == "run":
+            if command in COMMAND_LINE:
                 positional.extend(rest[index + 1:])
                 break
         index += 1
@@ -165,6 +174,55 @@ def cmd_run(options, positional) -> int:
     return outcome.exit_code
 
 
+CHECK_STATUS = {"allow": 0, "no-rule": 1, "prompt": 3, "forbidden": 126}
+
+
+def cmd_check(options, positional) -> int:
+    if not positional:
+        raise UsageError("check needs a command: ringfence check -- COMMAND")
+    from .approval.flow import describe_approval
+    from .policy.commands import display_argv
+
+    policy = _policy(options)
+    rules = policy.commands
+    if options["rules_files"]:
+        from .policy.commands import CommandRules
+        from .policy.rules_file import load_rules_file
+
+        loaded = [load_rules_file(os.path.abspath(path), home=policy.home) for path in options["rules_files"]]
+        rules = CommandRules(tuple(r for f in loaded for r in f.rules),
+                             tuple(h for f in loaded for h in f.host_executables), tuple(f.path for f in loaded))
+    cwd = os.path.abspath(options.get("cd") or policy.cwd)
+    env = policy.environment.apply(os.environ).env
+    decision = rules.decide(positional, env=env, cwd=cwd)
+    approval = describe_approval(decision, policy)
+    if options.get("json"):
+        import json
+
+        data = {"command": positional, "decision": decision.decision, "why": decision.why,
+                "matchedRules": [{"rule": m.label, "origin": m.origin, "decision": m.decision,
+                                  "justification": m.justification, "command": list(m.command),
+                                  "matchedPrefix": list(m.prefix),
+                                  "certain": m.certain} for m in decision.matches],
+                "commands": [{"argv": list(p.argv), "decision": p.decision, "via": list(p.via),
+                              "unproven": p.unproven, "safe": p.safe, "why": p.why} for p in decision.parts],
+                "rulesFiles": list(rules.files), "approvalPolicy": policy.approval_policy, "approval": approval}
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        out = [f"decision  {decision.decision}", f"why       {decision.why}"]
+        for match in decision.matches:
+            maybe = "" if match.certain else " (could match: a word is known only at run time)"
+            out.append(f"matched   {match.decision:<9} {match.label}  [{match.origin}]  on: "
+                       f"{display_argv(match.prefix)}{maybe}")
+        if len(decision.parts) > 1 or decision.parts[0].via:
+            for part in decision.parts:
+                via = f"  (inside {', '.join(part.via)})" if part.via else ""
+                out.append(f"command   {part.decision:<9} {display_argv(part.argv)}{via}")
+        out.append(f"approval  {policy.approval_policy}: {approval}")
+        sys.stdout.write("\n".join(out) + "\n")
+    return CHECK_STATUS[decision.decision]
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else None
@@ -178,6 +236,8 @@ def main(argv=None) -> int:
             return 0
         if command == "run":
             return cmd_run(options, positional)
+        if command == "check":
+            return cmd_check(options, positional)
         from . import report
 
         policy = _policy(options)

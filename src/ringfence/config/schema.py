@@ -376,12 +376,48 @@ SANDBOX_WORKSPACE_WRITE = Table({
 })
 
 SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
-APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never")
+APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never", "on-request-rule")
+RULE_DECISIONS = ("allow", "prompt", "forbidden")
+
+
+class ApprovalPolicySpec(Enum):
+    """Codex's approval modes. `granular` (per-category settings, in Codex a
+    table) has no ringfence meaning yet, and guessing one would either ask
+    less or refuse more than its author meant: it is refused by name."""
+
+    def __init__(self):
+        super().__init__(*APPROVAL_POLICIES)
+
+    def check(self, value, path, ctx):
+        if value == "granular" or (isinstance(value, dict) and "granular" in value):
+            raise ctx.error(path, "granular approval (settings per category) is not supported",
+                            accepted=", ".join(f'"{c}"' for c in self.choices),
+                            hint='use "on-request" (ask for prompt rules and escalations) or "never"')
+        return super().check(value, path, ctx)
+
+
+class CommandRuleSpec(Table):
+    """One `[[rules]]` table: `prefix`, and `allow = true|false` (the original
+    form) or `decision = "allow"|"prompt"|"forbidden"`, with an optional
+    `justification` shown when it stops or asks."""
+
+    def __init__(self):
+        super().__init__({"prefix": Str(), "allow": Bool(), "decision": Enum(*RULE_DECISIONS),
+                          "justification": Str()}, required=("prefix",))
+
+    def check(self, value, path, ctx):
+        out = super().check(value, path, ctx)
+        accepted = 'allow = true or false, or decision = "allow", "prompt" or "forbidden"'
+        if "allow" not in out and "decision" not in out:
+            raise ctx.error(path + ["allow"], "is required", accepted=accepted)
+        if "allow" in out and "decision" in out:
+            raise ctx.error(path + ["decision"], "give allow or decision, not both", accepted=accepted)
+        return out
 
 # Keys a Codex `[profiles.NAME]` table may set that matter to the sandbox.
 CONFIG_PROFILE = Table({
     "sandbox_mode": Enum(*SANDBOX_MODES),
-    "approval_policy": Enum(*APPROVAL_POLICIES),
+    "approval_policy": ApprovalPolicySpec(),
     "default_permissions": Str(),
     "sandbox_workspace_write": SANDBOX_WORKSPACE_WRITE,
     "shell_environment_policy": ENVIRONMENT,
@@ -394,13 +430,13 @@ def _projects_spec(ctx: Context) -> Spec:
 
 ROOT_FIELDS = {
     "sandbox_mode": Enum(*SANDBOX_MODES),
-    "approval_policy": Enum(*APPROVAL_POLICIES),
+    "approval_policy": ApprovalPolicySpec(),
     "default_permissions": Str(),
     "project_root_markers": StrList(),
     "sandbox_workspace_write": SANDBOX_WORKSPACE_WRITE,
     "permissions": Map(PROFILE, key_check=_check_profile_name),
     "shell_environment_policy": ENVIRONMENT,
-    "rules": TableList(Table({"prefix": Str(), "allow": Bool()}, required=("prefix", "allow"))),
+    "rules": TableList(CommandRuleSpec()),
     "profile": Str(),
     "profiles": Map(CONFIG_PROFILE),
     "protection": Table({"credentials": Bool(), "metadata": StrList(item_check=_check_metadata_name)}),

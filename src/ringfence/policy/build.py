@@ -10,7 +10,7 @@ from ..errors import ConfigError, PolicyError
 from ..paths import ancestors, canonical, expand_home, is_within, symlink_components
 from ..state import state_dir
 from . import Policy, gitconfig
-from .commands import ALLOW, FORBIDDEN, CommandRule, CommandRules
+from .commands import CommandRules
 from .environment import EnvironmentPolicy
 from .filesystem import (NONE, READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap,
                          FilesystemPolicy, GlobRule, GlobSpec, PathRule)
@@ -672,20 +672,9 @@ def _limits(config, profile_limits: dict) -> Limits:
 
 
 def _command_rules(config) -> CommandRules:
-    setting = config.get("rules")
-    if setting is None:
-        return CommandRules(())
-    import shlex
+    from .rules_file import command_rules
 
-    rules = []
-    for index, item in enumerate(setting.value):
-        prefix = tuple(shlex.split(item["prefix"].value))
-        if not prefix:
-            raise ConfigError(item["prefix"].source, f"rules[{index}].prefix", "the prefix is empty")
-        decision = ALLOW if item["allow"].value else FORBIDDEN
-        rules.append(CommandRule(prefix, decision, item["prefix"].source,
-                                 f'[[rules]] prefix = "{item["prefix"].value}" allow = {str(item["allow"].value).lower()}'))
-    return CommandRules(tuple(rules))
+    return command_rules(config)
 
 
 def build(config, *, env=None) -> Policy:

@@ -1,0 +1,105 @@
+"""Asking a person on the controlling terminal.
+
+The question goes to /dev/tty, not to stdin or stdout: those belong to the
+command and may be pipes. Without a controlling terminal nobody can be
+asked, and the answer is no. What the question shows (a command, a rule, a
+justification) comes from the command and from rules files, so control
+characters are shown escaped: nothing shown can move the cursor or rewrite
+the question.
+"""
+
+from __future__ import annotations
+
+import os
+
+_ANSWERS = {"o": "once", "once": "once", "y": "once", "yes": "once", "a": "always", "always": "always",
+            "n": "no", "no": "no", "": "no"}
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (and the C1 set, and DEL) escaped."""
+    out = []
+    for char in text:
+        code = ord(char)
+        if code < 0x20 or 0x7F <= code < 0xA0 or char in "\u2028\u2029\u202e\u202d\u2066\u2067\u2068\u2069":
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def question(request) -> str:
+    from ..policy.commands import display_argv
+
+    kind_line = {"prompt": "run this command?", "escalation": "run this command OUTSIDE the sandbox?",
+                 "retry-unsandboxed": "it failed because of the sandbox; run it again OUTSIDE the sandbox?"}
+    lines = ["", f"ringfence: {kind_line.get(request.kind, 'approve?')}",
+             f"  command:   {printable(display_argv(request.command))}"]
+    if tuple(request.command) != tuple(request.argv):
+        lines.append(f"  part of:   {printable(display_argv(request.argv))}")
+    if request.rule:
+        lines.append(f"  rule:      {printable(request.rule)} [{printable(request.origin or '')}]")
+    if request.justification:
+        lines.append(f"  why:       {printable(request.justification)}")
+    if request.reason:
+        lines.append(f"  because:   {printable(request.reason)}")
+    choices = "[o]nce, [a]lways, [n]o" if request.remember else "[o]nce, [n]o"
+    if request.remember:
+        lines.append(f"  always adds: {printable(request.remember)}")
+    lines.append(f"  {choices} (default no): ")
+    return "\n".join(lines)
+
+
+class TerminalApprover:
+    """An approver that asks on the controlling terminal; "no" when there is none."""
+
+    def __init__(self, tty: str = "/dev/tty", *, attempts: int = 3):
+        self.tty = tty
+        self.attempts = attempts
+
+    def __call__(self, request) -> str:
+        try:
+            fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        except OSError:
+            return "no"
+        try:
+            return self._ask(fd, request)
+        except OSError:  # the terminal went away (EIO once its other side closes): nobody to ask
+            return "no"
+        finally:
+            os.close(fd)
+
+    def _ask(self, fd: int, request) -> str:
+        text = question(request)
+        for _ in range(self.attempts):
+            _write(fd, text.encode("utf-8", "replace"))
+            line = _read_line(fd)
+            if line is None:
+                return "no"
+            answer = _ANSWERS.get(line.strip().lower())
+            if answer == "always" and not request.remember:
+                answer = None
+            if answer is not None:
+                return answer
+            text = "  please answer " + ("o, a or n: " if request.remember else "o or n: ")
+        return "no"
+
+
+def _write(fd: int, data: bytes):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _read_line(fd: int) -> str | None:
+    """One line from the terminal, or None at end of input."""
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            return None
+        if not chunk:
+            return None if not chunks else b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
+        if b"\n" in chunk or b"\r" in chunk:
+            return b"".join(chunks).decode("utf-8", "replace")

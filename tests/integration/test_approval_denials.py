@@ -1,0 +1,100 @@
+"""Denial reports for real sandboxed failures: a write outside, a denied read,
+a refused connection. Each has a control: the same command without the
+sandbox succeeds, so the failure inside is the sandbox's; and an ordinary
+failure inside the sandbox is not blamed on it. The verdicts are read on the
+host (the file written or not) and from the report, never from what the
+command claims."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _failed_run(scene, script):
+    """Run `script` with `ringfence run` as the scene's user; then the policy it ran under."""
+    from ringfence import load_policy
+
+    result = scene.sh(script)
+    # Built after the run: built as root first, its caches would be root's in the user's state directory.
+    policy = load_policy(scene.ws, home=scene.home, env=scene.env())
+    return policy, result
+
+
+def _report(policy, script, result):
+    from ringfence.approval import denial_report
+
+    return denial_report(policy, ["/bin/sh", "-c", script], result.stderr, (), cwd=policy.cwd)
+
+
+def test_a_write_outside_the_workspace_is_reported_with_its_rule(scene):
+    target = scene.write("outside/target.txt", "before")
+    script = f"echo after > {target}"
+    control = scene.sh(script, sandbox=False)
+    assert control.returncode == 0 and scene.read("outside/target.txt") == "after\n"
+    scene.write("outside/target.txt", "before")
+    policy, outcome = _failed_run(scene, script)
+    assert outcome.returncode != 0 and scene.read("outside/target.txt") == "before"
+    report = _report(policy, script, outcome)
+    assert len(report.denials) == 1, (outcome.stderr, report.lines())
+    [denial] = report.denials
+    assert denial.kind == "write" and denial.target == target
+    assert denial.message == f"denied by the sandbox: write to {target}, rule `{denial.rule}`"
+    assert denial.rule == policy.filesystem.access(target).rule.label
+
+
+def test_a_denied_read_is_reported_with_its_rule(scene):
+    secret = scene.write("home/.aws/credentials", "[default]\naws_secret_access_key = x\n")
+    script = f"cat {secret} > /dev/null"
+    assert scene.sh(script, sandbox=False).returncode == 0
+    policy, outcome = _failed_run(scene, script)
+    assert outcome.returncode != 0
+    [denial] = _report(policy, script, outcome).denials
+    assert denial.kind == "read" and denial.target == secret and "credentials" in denial.rule
+
+
+def _host_address() -> str | None:
+    import socket
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing address
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+def test_a_refused_connection_is_reported_as_the_network_rule(scene):
+    import socket
+
+    address = _host_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    server = socket.socket()
+    server.bind((address, 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    script = f"python3 -c \"import socket; socket.create_connection(('{address}', {port}), timeout=5)\""
+    try:
+        control = scene.sh(script, sandbox=False)
+        assert control.returncode == 0, control.stderr
+        server.accept()[0].close()  # the control did connect: the server saw it
+        policy, outcome = _failed_run(scene, script)
+    finally:
+        server.close()
+    assert outcome.returncode != 0
+    report = _report(policy, script, outcome)
+    assert [d.kind for d in report.denials] == ["network"], outcome.stderr
+    assert policy.network.origin in report.denials[0].message
+
+
+def test_an_ordinary_failure_inside_is_not_blamed_on_the_sandbox(scene):
+    scene.write("ws/build/.keep", "")
+    script = "echo x > build/out && ls ./missing"
+    policy, outcome = _failed_run(scene, script)
+    assert outcome.returncode != 0 and scene.read("ws/build/out") == "x\n"
+    assert not _report(policy, script, outcome).sandbox_caused
