@@ -40,7 +40,8 @@ exit status of run: the command's own; 125 the sandbox could not start,
 126 the command cannot be run, 127 the command was not found.
 exit status of check: 0 allowed by the rules, 1 no rule matches (the approval
 policy decides), 3 needs approval (a prompt rule, or not provably plain),
-126 forbidden (run would refuse it), 2 bad usage or configuration.
+126 forbidden (run would refuse it), 2 bad usage, 125 a configuration that
+cannot be loaded (as for every command).
 """
 
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",

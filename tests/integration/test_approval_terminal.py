@@ -210,4 +210,4 @@ def test_check_reports_a_broken_rules_file_with_its_line(world, tmp_path):
     bad = tmp_path / "bad.rules"
     bad.write_text('\nprefix_rule(pattern=["git"], decision="allow", not_match=["git status"])\n')
     result = _check(world, "--rules", str(bad), "--", "git", "status")
-    assert result.returncode == 2 and f"{bad}:2" in result.stderr and "git status" in result.stderr
+    assert result.returncode == 125 and f"{bad}:2" in result.stderr and "git status" in result.stderr
