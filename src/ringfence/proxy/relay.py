@@ -183,7 +183,8 @@ def reply_udp_socket(channel, tag):
 def close_all_but(keep):
     start = 0
     for fd in sorted(keep):
-        os.closerange(start, fd)
+        if start < fd:  # closerange(n, n) would close every descriptor (close_range's bound is inclusive)
+            os.closerange(start, fd)
         start = fd + 1
     os.closerange(start, 1 << 20)
 
