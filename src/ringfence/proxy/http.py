@@ -2,8 +2,9 @@
 parsed with h11 on both sides.
 
 The target is the request line's authority (RFC 9112 3.2.2), never a
-header: origin-form requests, more than one Host header and a Host that
-disagrees with the URI are refused, so what is decided is what is dialled.
+header: origin-form requests, more than one Host header and a forwarded
+request whose Host disagrees with its URI are refused, so what is decided
+is what is dialled and what the server is asked for.
 Each request on a kept-alive connection is decided on its own.
 """
 
@@ -21,7 +22,7 @@ from .tunnel import tunnel
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
                         b"proxy-authenticate", b"te", b"trailer", b"upgrade", b"expect"})
 REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Request Header Fields Too Large",
-           502: "Bad Gateway", 504: "Gateway Timeout", 501: "Not Implemented"}
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout", 501: "Not Implemented"}
 
 
 class BadRequest(Exception):
@@ -76,10 +77,14 @@ def split_authority(authority: str, default_port: int | None) -> tuple[str, int 
     return host, int(port)
 
 
-def request_target(request: h11.Request, max_headers: int) -> tuple[str, str, int, bytes, bytes]:
+def request_target(request: h11.Request, limits) -> tuple[str, str, int, bytes, bytes]:
     """(protocol, host, port, origin-form path, authority) a request is for."""
-    if len(request.headers) > max_headers:
+    if len(request.headers) > limits.max_headers:
         raise BadRequest("too-many-headers", "too many header fields", 431)
+    # h11 bounds only a head that arrives in pieces; one that came whole is measured here
+    if len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers) > \
+            limits.max_header_bytes:
+        raise BadRequest("headers-too-large", "the request head is too large", 431)
     hosts = [value for name, value in request.headers if name == b"host"]
     if len(hosts) > 1:
         raise BadRequest("duplicate-host", "more than one Host header")
@@ -106,7 +111,9 @@ def request_target(request: h11.Request, max_headers: int) -> tuple[str, str, in
         protocol, (host, port) = "http", split_authority(authority, 80)
     try:
         name = parse_host(host).name
-        if hosts:
+        # A CONNECT's Host is not what gets dialled (Node sends the proxy's own
+        # address there); for forwarded requests it is what the server reads.
+        if hosts and protocol == "http":
             header_host, header_port = split_authority(hosts[0].decode("ascii", "replace"), port)
             if parse_host(header_host).name != name or header_port != port:
                 raise BadRequest("host-mismatch", "the Host header does not agree with the request's target")
@@ -158,14 +165,15 @@ async def serve_http(proxy, sock) -> None:
                 await reply_and_close(sock, 408, "request-timeout", "the request head did not arrive in time")
                 return
             except h11.RemoteProtocolError as exc:
-                proxy.emit("network.malformed", protocol="http", reason=str(exc)[:200])
-                await reply_and_close(sock, exc.error_status_hint, "bad-request", f"bad request: {exc}")
+                code = "duplicate-host" if "multiple Host" in str(exc) else "bad-request"
+                proxy.emit("network.malformed", protocol="http", reason=str(exc)[:200], code=code)
+                await reply_and_close(sock, exc.error_status_hint, code, f"bad request: {exc}")
                 return
             if not isinstance(event, h11.Request):
                 return
             started = loop.time()
             try:
-                protocol, host, port, path, authority = request_target(event, limits.max_headers)
+                protocol, host, port, path, authority = request_target(event, limits)
             except BadRequest as exc:
                 proxy.emit("network.malformed", protocol="http", reason=str(exc), code=exc.code)
                 await reply_and_close(sock, exc.status, exc.code, str(exc))

@@ -67,10 +67,12 @@ class Proxy:
         sock.setblocking(False)
         if self.active >= self.limits.max_connections:
             self.emit("network.malformed", protocol=service, reason="too many connections")
-            _refuse_busy(sock, service)
+            self._track(asyncio.ensure_future(_refuse_busy(sock, service)))
             return
         self.active += 1
-        task = asyncio.ensure_future(self._serve(sock, service))
+        self._track(asyncio.ensure_future(self._serve(sock, service)))
+
+    def _track(self, task: asyncio.Future) -> None:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -122,9 +124,7 @@ class Proxy:
         if kind == b"C" and len(fds) == 1 and body in (b"http", b"socks", b"dns"):
             self.take(socket.socket(fileno=fds.pop()), body.decode())
         elif kind == b"Q" and len(body) >= 4:
-            task = asyncio.ensure_future(self._answer_udp(body[:4], body[4:]))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._track(asyncio.ensure_future(self._answer_udp(body[:4], body[4:])))
         elif kind == b"u" and len(body) == 4:
             future = self.udp_requests.pop(body, None)
             if future is not None and not future.done():
@@ -162,14 +162,16 @@ class Proxy:
             self.udp_requests.pop(tag, None)
 
 
-def _refuse_busy(sock: socket.socket, service: str) -> None:
+async def _refuse_busy(sock: socket.socket, service: str) -> None:
+    """Refusals past the cap are short: a reply where the protocol has one
+    before the request (HTTP), then the close."""
     try:
         if service == "http":
-            sock.send(b"HTTP/1.1 503 Service Unavailable\r\nx-proxy-error: too-many-connections\r\n"
-                      b"content-length: 0\r\nconnection: close\r\n\r\n")
-    except OSError:
-        pass
-    sock.close()
+            from .http import reply_and_close
+
+            await reply_and_close(sock, 503, "too-many-connections", "too many connections")
+    finally:
+        sock.close()
 
 
 class _EventPipe:
