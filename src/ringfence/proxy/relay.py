@@ -203,10 +203,12 @@ def main(argv):
     script = sys.argv[0]
     if script.startswith("/dev/fd/") and script[8:].isdigit():
         os.close(int(script[8:]))  # this script, handed in as a descriptor: the command must not inherit it
-    channel = socket.socket(fileno=int(argv[0]))
     ready_fd = None if argv[1] == "-" else int(argv[1])
     command = argv[4:]
     try:
+        channel = socket.socket(fileno=int(argv[0]))
+        if channel.type != socket.SOCK_SEQPACKET:
+            raise ValueError("the channel is not a SOCK_SEQPACKET socket")
         loopback_up()
         tcp, udp, ports = bind_listeners([name for name in argv[2].split(",") if name])
     except (OSError, ValueError) as exc:
