@@ -23,18 +23,24 @@ IPv4 address.
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
-from typing import Literal
 
 from .._record import Record
 
-OFF, FULL, LIMITED = "off", "full", "limited"
+# `typing` (which loads `re`) and `ipaddress` cost more than a policy build;
+# this module is on the `run` path, so both are kept off it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    from typing import Literal
 
-Mode = Literal["off", "full", "limited"]
-ProxyMode = Literal["limited", "full"]
-DecisionCode = Literal["allowed", "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address",
-                       "blocked-by-invalid-host", "blocked-by-policy"]
+    Mode = Literal["off", "full", "limited"]
+    ProxyMode = Literal["limited", "full"]
+    DecisionCode = Literal["allowed", "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address",
+                           "blocked-by-invalid-host", "blocked-by-policy"]
+    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+OFF, FULL, LIMITED = "off", "full", "limited"
 ALLOWED = "allowed"
 BY_ALLOWLIST, BY_DENYLIST, BY_LOCAL = "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address"
 BY_INVALID, BY_POLICY = "blocked-by-invalid-host", "blocked-by-policy"
@@ -187,9 +193,6 @@ def _allowlist_widenings(what, base_rules, candidate_rules) -> list[str]:
 
 # --- hosts ------------------------------------------------------------------------------------
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
 class Host(Record):
     """A target in canonical form: `name` is the spelling rules match
     against (for an IP literal its compressed address), `address` the
@@ -236,6 +239,8 @@ def _literal(address: IPAddress) -> tuple[str, IPAddress]:
 
 
 def _parse_ipv6(text: str) -> ipaddress.IPv6Address:
+    import ipaddress
+
     text = text.replace("%25", "%")
     address, _, zone = text.partition("%")
     if "%" in text and not zone:
@@ -253,6 +258,8 @@ def _parse_ipv4(text: str) -> ipaddress.IPv4Address | None:
     parts = text.split(".")
     if not _is_number(parts[-1]):
         return None
+    import ipaddress
+
     if len(parts) > 4:
         raise ValueError("too many parts for an IPv4 address")
     numbers = [_ipv4_part(part) for part in parts]
@@ -308,10 +315,12 @@ def _ascii_name(text: str) -> str:
 
 # --- addresses --------------------------------------------------------------------------------
 
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
-_PRIVATE = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+@lru_cache(maxsize=1)
+def _networks():
+    import ipaddress
+
+    private = tuple(ipaddress.ip_network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+    return (ipaddress.IPv4Network("100.64.0.0/10"), ipaddress.IPv6Network("64:ff9b::/96"), private)
 
 
 def embedded_ipv4(address: IPAddress) -> IPAddress:
@@ -321,10 +330,12 @@ def embedded_ipv4(address: IPAddress) -> IPAddress:
         return address
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    import ipaddress
+
     packed = int(address)
     if packed >> 32 == 0 and packed > 1:
         return ipaddress.IPv4Address(packed)
-    if address in _NAT64:
+    if address in _networks()[1]:
         return ipaddress.IPv4Address(packed & 0xFFFFFFFF)
     if address.sixtofour is not None:
         return address.sixtofour
@@ -335,7 +346,10 @@ def address_scope(address) -> str | None:
     """What kind of non-public address this is ("loopback", "private", ...),
     or None for a public one. Accepts an address object or its text."""
     if isinstance(address, str):
+        import ipaddress
+
         address = ipaddress.ip_address(address.partition("%")[0])
+    cgnat, _nat64, private = _networks()
     address = embedded_ipv4(address)
     if address.is_unspecified:
         return "unspecified"
@@ -345,9 +359,9 @@ def address_scope(address) -> str | None:
         return "link-local"
     if address.is_multicast:
         return "multicast"
-    if any(address in net for net in _PRIVATE if net.version == address.version):
+    if any(address in net for net in private if net.version == address.version):
         return "private"
-    if address.version == 4 and address in _CGNAT:
+    if address.version == 4 and address in cgnat:
         return "shared (CGNAT)"
     if address.is_reserved or not address.is_global:
         return "reserved"

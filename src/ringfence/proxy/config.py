@@ -14,11 +14,13 @@ an inherited pipe (never argv, never the environment).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .._record import Record
 
-Service = Literal["http", "socks", "dns"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads `re`: kept off the proxy's start-up
+    from typing import Literal
+
+    Service = Literal["http", "socks", "dns"]
 
 
 class ProxyLimits(Record):

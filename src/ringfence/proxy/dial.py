@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import h11
-
 from ..policy.network import NetworkDecision, NetworkPolicy, parse_host
 from .config import ProxyLimits, Upstream
 
@@ -115,6 +113,8 @@ class Dialer:
         return sock
 
     async def _through_upstream(self, decision: NetworkDecision, address: str, port: int) -> Dialled:
+        import h11
+
         upstream = self.upstream
         loop = asyncio.get_running_loop()
         try:
@@ -148,7 +148,9 @@ class Dialer:
         return Dialled(sock, address, bytes(early), decision)
 
 
-async def _response_head(loop, client: h11.Connection, sock: socket.socket) -> h11.Response:
+async def _response_head(loop, client, sock: socket.socket):
+    import h11
+
     while True:
         event = client.next_event()
         if event is h11.NEED_DATA:

@@ -17,7 +17,7 @@ import socket
 CHUNK = 1 << 20
 _FLAGS = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _F_SETPIPE_SZ = 1031
-_PIPE_SIZE = 1 << 18
+_PIPE_SIZE = 1 << 20
 
 
 class Activity:
@@ -31,83 +31,121 @@ async def tunnel(a: socket.socket, b: socket.socket, *, to_b: bytes = b"", to_a:
                  idle_timeout: float | None = None) -> tuple[int, int]:
     """Copy until both directions have ended; (bytes a->b, bytes b->a),
     counting `to_b`/`to_a`, bytes already read that go first. Closes neither
-    socket."""
+    socket; an error either way ends both."""
     loop = asyncio.get_running_loop()
     activity = Activity(loop.time())
-    counts = [0, 0]
-    pumps = [asyncio.ensure_future(_pump(loop, a, b, to_b, counts, 0, activity)),
-             asyncio.ensure_future(_pump(loop, b, a, to_a, counts, 1, activity))]
+    if to_b:
+        await _send_all(loop, b, to_b, activity)
+    if to_a:
+        await _send_all(loop, a, to_a, activity)
+    pumps = [_Pump(loop, a, b, len(to_b), activity), _Pump(loop, b, a, len(to_a), activity)]
     try:
-        pending = set(pumps)
+        pending = {pump.done for pump in pumps}
         while pending:
             timeout = None if idle_timeout is None else max(0.0, activity.last + idle_timeout - loop.time())
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
-            if any(task.exception() is not None for task in done):
+            if any(future.exception() is not None for future in done):
                 break
             if not done and idle_timeout is not None and loop.time() - activity.last >= idle_timeout:
                 break
     finally:
-        for task in pumps:
-            task.cancel()
-        await asyncio.gather(*pumps, return_exceptions=True)
-    return counts[0], counts[1]
-
-
-async def _wait(loop, fd: int, writable: bool) -> None:
-    future = loop.create_future()
-    add, remove = (loop.add_writer, loop.remove_writer) if writable else (loop.add_reader, loop.remove_reader)
-    add(fd, lambda: future.done() or future.set_result(None))
-    try:
-        await future
-    finally:
-        remove(fd)
+        for pump in pumps:
+            pump.stop()
+    return pumps[0].count, pumps[1].count
 
 
 async def _send_all(loop, dst: socket.socket, data: bytes, activity: Activity) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            sent = dst.send(view)
-        except BlockingIOError:
-            await _wait(loop, dst.fileno(), True)
-            continue
-        view = view[sent:]
-        activity.last = loop.time()
+    await loop.sock_sendall(dst, data)
+    activity.last = loop.time()
 
 
-async def _pump(loop, src: socket.socket, dst: socket.socket, first: bytes, counts: list, index: int,
-                activity: Activity) -> None:
-    if first:
-        await _send_all(loop, dst, first, activity)
-        counts[index] += len(first)
-    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
+class _Pump:
+    """One direction, driven by readiness callbacks: while the destination
+    takes what arrives the source's reader stays registered (no
+    registration per chunk); when it does not, the pump waits for the
+    destination instead."""
+
+    def __init__(self, loop, src: socket.socket, dst: socket.socket, count: int, activity: Activity):
+        self.loop, self.src, self.dst, self.count, self.activity = loop, src.fileno(), dst, count, activity
+        self.dst_fd = dst.fileno()
+        self.done = loop.create_future()
+        self.read_end, self.write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
+            fcntl.fcntl(self.write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
         except OSError:
             pass  # a user over the pipe-buffer quota keeps the default size
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        while True:
+        self.pending = 0
+        self.waiting_to_write = False
+        loop.add_reader(self.src, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            while True:
+                moved = os.splice(self.src, self.write_end, CHUNK, flags=_FLAGS)
+                if moved == 0:
+                    self._finish(None)
+                    return
+                self.count += moved
+                self.pending += moved
+                if not self._flush():
+                    return
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._finish(exc)
+
+    def _writable(self) -> None:
+        try:
+            if self._flush():
+                self._readable()
+        except OSError as exc:
+            self._finish(exc)
+
+    def _flush(self) -> bool:
+        """Move what the pipe holds on; False when the destination is full."""
+        while self.pending:
             try:
-                moved = os.splice(src_fd, write_end, CHUNK, flags=_FLAGS)
+                self.pending -= os.splice(self.read_end, self.dst_fd, self.pending, flags=_FLAGS)
             except BlockingIOError:
-                await _wait(loop, src_fd, False)
-                continue
-            if moved == 0:
-                break
-            activity.last = loop.time()
-            counts[index] += moved
-            while moved:
-                try:
-                    moved -= os.splice(read_end, dst_fd, moved, flags=_FLAGS)
-                except BlockingIOError:
-                    await _wait(loop, dst_fd, True)
-                    continue
-                activity.last = loop.time()
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-    try:
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+                if not self.waiting_to_write:
+                    self.loop.remove_reader(self.src)
+                    self.loop.add_writer(self.dst_fd, self._writable)
+                    self.waiting_to_write = True
+                return False
+        self.activity.last = self.loop.time()
+        if self.waiting_to_write:
+            self.loop.remove_writer(self.dst_fd)
+            self.loop.add_reader(self.src, self._readable)
+            self.waiting_to_write = False
+        return True
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self.done.done():
+            return
+        self._unregister()
+        if error is None:
+            try:
+                self.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)
+
+    def _unregister(self) -> None:
+        if self.waiting_to_write:
+            self.loop.remove_writer(self.dst_fd)
+            self.waiting_to_write = False
+        else:
+            self.loop.remove_reader(self.src)
+
+    def stop(self) -> None:
+        if not self.done.done():
+            self._unregister()
+            self.done.cancel()
+        elif not self.done.cancelled():
+            self.done.exception()  # retrieved, so that asyncio does not report it
+        if self.read_end >= 0:
+            os.close(self.read_end)
+            os.close(self.write_end)
+            self.read_end = self.write_end = -1
