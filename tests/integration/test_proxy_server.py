@@ -596,6 +596,40 @@ def test_https_with_curl_and_git_through_connect(tls_repo):
     assert "/repo.git/info/refs?service=git-upload-pack" in tls_repo["log"]
 
 
+def test_a_tunnel_cannot_be_fronted_to_another_tls_name(tls_repo):
+    """The ClientHello's server name must be the CONNECT target: the same
+    tunnel with the right name works (the control), with another name, or
+    one not allowed, the hello never reaches the server."""
+    import ssl
+
+    port = tls_repo["port"]
+    proxy = ProxyUnderTest((("allowed.test", "allow", "r"), ("other.allowed.test", "allow", "r2")),
+                           hosts={"allowed.test": [PUBLIC]}, dial_map={PUBLIC: f"127.0.0.4:{port}"})
+    context = ssl.create_default_context(cafile=tls_repo["cert"])
+    context.check_hostname = False
+
+    def fetch(server_hostname, path):
+        sock = socket.create_connection(("127.0.0.1", proxy.http_port), timeout=10)
+        sock.sendall(f"CONNECT allowed.test:{port} HTTP/1.1\r\nHost: allowed.test:{port}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        try:
+            with context.wrap_socket(sock, server_hostname=server_hostname) as tls:
+                return http_over(tls, "allowed.test", path)
+        except (ssl.SSLError, OSError):
+            return None
+
+    try:
+        assert b"ref: refs/heads/" in fetch("allowed.test", "/repo.git/HEAD?sni=right")
+        assert fetch("other.allowed.test", "/repo.git/HEAD?sni=other-allowed") is None
+        assert fetch("evil.example", "/repo.git/HEAD?sni=unlisted") is None
+        refused = [event for event in proxy.decisions() if event["code"] == "blocked-by-sni"]
+    finally:
+        proxy.stop()
+    assert "/repo.git/HEAD?sni=right" in tls_repo["log"]
+    assert not [path for path in tls_repo["log"] if "sni=other" in path or "sni=unlisted" in path]
+    assert len(refused) == 2 and {"allowed.test"} == {event["host"] for event in refused[:1]}
+
+
 @pytest.mark.skipif(not have("node"), reason="node is not installed")
 def test_node_through_connect(proxy, upstream):
     script = f"""

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     Mode = Literal["off", "full", "limited"]
     ProxyMode = Literal["limited", "full"]
     DecisionCode = Literal["allowed", "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address",
-                           "blocked-by-invalid-host", "blocked-by-policy"]
+                           "blocked-by-invalid-host", "blocked-by-policy", "blocked-by-sni"]
     IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 OFF, FULL, LIMITED = "off", "full", "limited"

@@ -9,6 +9,8 @@ an inherited pipe (never argv, never the environment).
      "dial_map": {address: "host:port"} or null,       (tests: where a checked
               address is really dialled, so public addresses can stand for
               servers on loopback)
+     "sni_check": true|false,                          (a tunnel's TLS server
+              name must be allowed and be its target when that is a name)
      "channel_fd": fd or null, "events_fd": fd, "listen": [[fd, service], ...]}
 """
 

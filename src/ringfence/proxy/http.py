@@ -221,7 +221,11 @@ async def _connect(proxy, loop, conn, sock, decision, port, started) -> None:
         early = bytes(conn.trailing_data[0])
         await loop.sock_sendall(sock, b"HTTP/1.1 200 Connection Established\r\n\r\n")
         sent, received = await tunnel(sock, dialled.sock, to_b=early, to_a=dialled.early,
-                                      idle_timeout=proxy.limits.tunnel_idle_timeout)
+                                      idle_timeout=proxy.limits.tunnel_idle_timeout, gate=proxy.tls_gate(sock, dialled))
+    except Refused as refused:
+        proxy.decision_event("connect", refused.decision, port, address=dialled.address, started=started,
+                             method="CONNECT")
+        return
     except OSError as exc:
         proxy.decision_event("connect", dialled.decision, port, address=dialled.address, started=started,
                              error=f"tunnel ended: {exc.strerror or exc}", method="CONNECT")

@@ -150,7 +150,7 @@ def _search_paths() -> list[str]:
 def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_by_hostname: bool = False,
                 hosts: dict | None = None, dial_map: dict | None = None,
                 listeners: dict[str, socket.socket] | None = None, relay: bool = True,
-                limits: ProxyLimits | None = None, timeout: float = 10.0) -> ProxyHandle:
+                limits: ProxyLimits | None = None, sni_check: bool = True, timeout: float = 10.0) -> ProxyHandle:
     """Start the proxy for `policy` and wait until it is ready.
 
     `upstream`: an http:// proxy URL to chain through (the launcher passes
@@ -158,14 +158,16 @@ def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_
     `hosts` (name -> addresses, or -> successive lists of addresses) replaces
     DNS and `dial_map` (address -> "host:port", port "*" for the same)
     redirects dialling: both for tests. `listeners`: service -> listening
-    socket served directly; `relay=False` for no channel at all."""
+    socket served directly; `relay=False` for no channel at all.
+    `sni_check`: a tunnel whose TLS ClientHello names a server other than
+    its target (or one not allowed) is cut before the hello goes out."""
     problems = pattern_problems(policy.domains)
     if problems:
         raise PolicyError("the network policy has domain patterns that cannot be enforced: " + "; ".join(problems),
                           hint="fix or remove those patterns")
     config = {"network": policy.to_config(), "limits": (limits or ProxyLimits()).to_config(),
               "upstream": None, "events_fd": EVENTS_FD, "channel_fd": CHANNEL_FD if relay else None,
-              "hosts": _answers(hosts), "dial_map": dial_map or None}
+              "hosts": _answers(hosts), "dial_map": dial_map or None, "sni_check": sni_check}
     if upstream:
         try:
             chosen = parse_upstream(upstream, by_hostname=upstream_by_hostname)

@@ -28,6 +28,7 @@ from .config import ProxyLimits, Upstream
 from .dial import Dialer
 
 MAX_RECORD = 65536
+MAX_DNS_IN_FLIGHT = 256  # UDP queries beyond this are dropped, as a busy resolver would
 
 
 class Proxy:
@@ -38,12 +39,23 @@ class Proxy:
         self.dialer = Dialer(self.policy, self.limits, Upstream(**upstream) if upstream else None,
                              config.get("hosts"), config.get("dial_map"))
         self.events = events
+        self.sni_check = config.get("sni_check", True)
         self.channel: socket.socket | None = None
         self.active = 0
         self.tasks: set[asyncio.Task] = set()
         self.udp_requests: dict[bytes, asyncio.Future] = {}
         self.next_request = 0
+        self.dns_in_flight = 0
         self.stopped = asyncio.Event()
+
+    def tls_gate(self, client: socket.socket, dialled):
+        """The check on a tunnel's first bytes (its TLS server name), or None."""
+        if not self.sni_check:
+            return None
+        from .sni import checked_first_bytes
+
+        loop = asyncio.get_running_loop()
+        return lambda first: checked_first_bytes(loop, client, first, dialled.decision, self.policy)
 
     def emit(self, type_: str, **fields) -> None:
         fields = {"type": type_, **fields}
@@ -123,7 +135,8 @@ class Proxy:
         kind, body = data[:1], data[1:]
         if kind == b"C" and len(fds) == 1 and body in (b"http", b"socks", b"dns"):
             self.take(socket.socket(fileno=fds.pop()), body.decode())
-        elif kind == b"Q" and len(body) >= 4:
+        elif kind == b"Q" and len(body) >= 4 and self.dns_in_flight < MAX_DNS_IN_FLIGHT:
+            self.dns_in_flight += 1
             self._track(asyncio.ensure_future(self._answer_udp(body[:4], body[4:])))
         elif kind == b"u" and len(body) == 4:
             future = self.udp_requests.pop(body, None)
@@ -135,7 +148,10 @@ class Proxy:
     async def _answer_udp(self, tag: bytes, query: bytes) -> None:
         from .dns import answer
 
-        reply = await answer(self, query, "dns")
+        try:
+            reply = await answer(self, query, "dns")
+        finally:
+            self.dns_in_flight -= 1
         if reply is not None and self.channel is not None:
             try:
                 self.channel.send(b"A" + tag + reply)
@@ -203,6 +219,10 @@ async def _serve(config: dict, config_pipe: int) -> None:
     listeners = [asyncio.ensure_future(proxy.accept_loop(socket.socket(fileno=fd), service))
                  for fd, service in config.get("listen", ())]
     proxy.emit("proxy.ready", pid=os.getpid())
+    # stderr was for a start-up failure; the launcher stops reading it now
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     await proxy.stopped.wait()
     for task in listeners + list(proxy.tasks):
         task.cancel()

@@ -147,7 +147,10 @@ async def _connect(proxy, loop, sock, host: str, port: int, early: bytes) -> Non
         bound = dialled.sock.getsockname() if proxy.dialer.upstream is None else None
         await loop.sock_sendall(sock, reply(SUCCEEDED, bound))
         sent, received = await tunnel(sock, dialled.sock, to_b=early, to_a=dialled.early,
-                                      idle_timeout=proxy.limits.tunnel_idle_timeout)
+                                      idle_timeout=proxy.limits.tunnel_idle_timeout, gate=proxy.tls_gate(sock, dialled))
+    except Refused as refused:
+        proxy.decision_event("socks5", refused.decision, port, address=dialled.address, started=started)
+        return
     except OSError as exc:
         proxy.decision_event("socks5", dialled.decision, port, address=dialled.address, started=started,
                              error=f"tunnel ended: {exc.strerror or exc}")

@@ -28,30 +28,47 @@ class Activity:
 
 
 async def tunnel(a: socket.socket, b: socket.socket, *, to_b: bytes = b"", to_a: bytes = b"",
-                 idle_timeout: float | None = None) -> tuple[int, int]:
+                 idle_timeout: float | None = None, gate=None) -> tuple[int, int]:
     """Copy until both directions have ended; (bytes a->b, bytes b->a),
     counting `to_b`/`to_a`, bytes already read that go first. Closes neither
-    socket; an error either way ends both."""
+    socket; an error either way ends both. `gate(first)`, when given, is
+    awaited before anything goes from a to b (b to a flows meanwhile: some
+    protocols speak server first): it returns the bytes to send first, or
+    raises, which ends the tunnel with that exception."""
     loop = asyncio.get_running_loop()
     activity = Activity(loop.time())
-    if to_b:
-        await _send_all(loop, b, to_b, activity)
     if to_a:
         await _send_all(loop, a, to_a, activity)
-    pumps = [_Pump(loop, a, b, len(to_b), activity), _Pump(loop, b, a, len(to_a), activity)]
+    pumps = [_Pump(loop, b, a, len(to_a), activity)]
+
+    async def a_to_b(first: bytes) -> None:
+        if gate is not None:
+            first = await gate(first)
+        if first:
+            await _send_all(loop, b, first, activity)
+        pumps.append(_Pump(loop, a, b, len(first), activity))
+        await pumps[-1].done
+
+    forward = asyncio.ensure_future(a_to_b(to_b))
+    failure = None
     try:
-        pending = {pump.done for pump in pumps}
+        pending = {pumps[0].done, forward}
         while pending:
             timeout = None if idle_timeout is None else max(0.0, activity.last + idle_timeout - loop.time())
             done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_EXCEPTION)
-            if any(future.exception() is not None for future in done):
+            failure = next((future.exception() for future in done if future.exception() is not None), None)
+            if failure is not None:
                 break
             if not done and idle_timeout is not None and loop.time() - activity.last >= idle_timeout:
                 break
     finally:
+        forward.cancel()
         for pump in pumps:
             pump.stop()
-    return pumps[0].count, pumps[1].count
+        await asyncio.gather(forward, return_exceptions=True)
+    if failure is not None and not isinstance(failure, OSError):
+        raise failure
+    return pumps[1].count if len(pumps) > 1 else 0, pumps[0].count
 
 
 async def _send_all(loop, dst: socket.socket, data: bytes, activity: Activity) -> None:
