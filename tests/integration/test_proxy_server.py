@@ -754,6 +754,18 @@ def test_the_proxy_ends_when_the_sandbox_end_of_the_channel_closes():
     assert not _alive(pid)
 
 
+def test_stopping_logs_the_tunnels_still_open(upstream):
+    proxy = ProxyUnderTest(hosts={"allowed.test": [PUBLIC]}, dial_map=world_dial_map(upstream))
+    code, sock = socks_connect(proxy.socks_port, "allowed.test", upstream.port)
+    assert code == 0
+    sock.sendall(b"GET /open-at-stop HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+    assert sock.recv(4096).startswith(b"HTTP/1.")
+    events = proxy.stop()
+    sock.close()
+    ended = [event for event in events if event.get("error") == "ended when the proxy stopped"]
+    assert len(ended) == 1 and ended[0]["bytes_out"] > 0 and ended[0]["bytes_in"] > 0
+
+
 def test_a_bad_pattern_refuses_to_start():
     from ringfence.errors import PolicyError
 

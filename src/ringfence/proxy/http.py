@@ -17,7 +17,6 @@ import h11
 
 from ..policy.network import parse_host
 from .dial import Refused, UpstreamFailed
-from .tunnel import tunnel
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",
                         b"proxy-authenticate", b"te", b"trailer", b"upgrade", b"expect"})
@@ -220,20 +219,10 @@ async def _connect(proxy, loop, conn, sock, decision, port, started) -> None:
             pass
         early = bytes(conn.trailing_data[0])
         await loop.sock_sendall(sock, b"HTTP/1.1 200 Connection Established\r\n\r\n")
-        sent, received = await tunnel(sock, dialled.sock, to_b=early, to_a=dialled.early,
-                                      idle_timeout=proxy.limits.tunnel_idle_timeout, gate=proxy.tls_gate(sock, dialled))
-    except Refused as refused:
-        proxy.decision_event("connect", refused.decision, port, address=dialled.address, started=started,
-                             method="CONNECT")
-        return
-    except OSError as exc:
-        proxy.decision_event("connect", dialled.decision, port, address=dialled.address, started=started,
-                             error=f"tunnel ended: {exc.strerror or exc}", method="CONNECT")
-        return
-    finally:
+    except OSError:
         dialled.sock.close()
-    proxy.decision_event("connect", dialled.decision, port, address=dialled.address, started=started,
-                         bytes_out=sent, bytes_in=received, method="CONNECT")
+        raise
+    await proxy.serve_tunnel("connect", sock, dialled, port, started, early, method="CONNECT")
 
 
 def _forwarded_headers(headers, extra_drop=()) -> list[tuple[bytes, bytes]]:

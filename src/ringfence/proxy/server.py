@@ -48,6 +48,31 @@ class Proxy:
         self.dns_in_flight = 0
         self.stopped = asyncio.Event()
 
+    async def serve_tunnel(self, protocol: str, client: socket.socket, dialled, port: int, started: float,
+                           early: bytes = b"", **extra) -> None:
+        """Splice `client` and the dialled target, then log the one decision
+        event for it, however it ended. Closes the target's socket."""
+        from .dial import Refused
+        from .tunnel import Interrupted, tunnel
+
+        where = {"address": dialled.address, "started": started, **extra}
+        try:
+            sent, received = await tunnel(client, dialled.sock, to_b=early, to_a=dialled.early,
+                                          idle_timeout=self.limits.tunnel_idle_timeout,
+                                          gate=self.tls_gate(client, dialled))
+        except Refused as refused:
+            self.decision_event(protocol, refused.decision, port, **where)
+        except Interrupted as ended:
+            self.decision_event(protocol, dialled.decision, port, bytes_out=ended.sent, bytes_in=ended.received,
+                                error="ended when the proxy stopped", **where)
+        except OSError as exc:
+            self.decision_event(protocol, dialled.decision, port, error=f"tunnel ended: {exc.strerror or exc}",
+                                **where)
+        else:
+            self.decision_event(protocol, dialled.decision, port, bytes_out=sent, bytes_in=received, **where)
+        finally:
+            dialled.sock.close()
+
     def tls_gate(self, client: socket.socket, dialled):
         """The check on a tunnel's first bytes (its TLS server name), or None."""
         if not self.sni_check:

@@ -14,7 +14,6 @@ import ipaddress
 import struct
 
 from .dial import Refused, UpstreamFailed
-from .tunnel import tunnel
 
 VERSION = 5
 NO_AUTH, NO_ACCEPTABLE = 0x00, 0xFF
@@ -146,16 +145,7 @@ async def _connect(proxy, loop, sock, host: str, port: int, early: bytes) -> Non
     try:
         bound = dialled.sock.getsockname() if proxy.dialer.upstream is None else None
         await loop.sock_sendall(sock, reply(SUCCEEDED, bound))
-        sent, received = await tunnel(sock, dialled.sock, to_b=early, to_a=dialled.early,
-                                      idle_timeout=proxy.limits.tunnel_idle_timeout, gate=proxy.tls_gate(sock, dialled))
-    except Refused as refused:
-        proxy.decision_event("socks5", refused.decision, port, address=dialled.address, started=started)
-        return
-    except OSError as exc:
-        proxy.decision_event("socks5", dialled.decision, port, address=dialled.address, started=started,
-                             error=f"tunnel ended: {exc.strerror or exc}")
-        return
-    finally:
+    except OSError:
         dialled.sock.close()
-    proxy.decision_event("socks5", dialled.decision, port, address=dialled.address, started=started,
-                         bytes_out=sent, bytes_in=received)
+        raise
+    await proxy.serve_tunnel("socks5", sock, dialled, port, started, early)

@@ -20,6 +20,14 @@ _F_SETPIPE_SZ = 1031
 _PIPE_SIZE = 1 << 20
 
 
+class Interrupted(Exception):
+    """The tunnel was cancelled (the proxy is stopping); what it had moved."""
+
+    def __init__(self, sent: int, received: int):
+        super().__init__("the tunnel was ended by the proxy")
+        self.sent, self.received = sent, received
+
+
 class Activity:
     __slots__ = ("last",)
 
@@ -61,6 +69,8 @@ async def tunnel(a: socket.socket, b: socket.socket, *, to_b: bytes = b"", to_a:
                 break
             if not done and idle_timeout is not None and loop.time() - activity.last >= idle_timeout:
                 break
+    except asyncio.CancelledError:
+        failure = Interrupted(pumps[1].count if len(pumps) > 1 else 0, pumps[0].count)
     finally:
         forward.cancel()
         for pump in pumps:
