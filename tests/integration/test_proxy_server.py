@@ -773,3 +773,18 @@ def test_a_bad_pattern_refuses_to_start():
         ProxyUnderTest((("*", "allow", "everything"),))
     with pytest.raises(PolicyError, match="only http:// upstream"):
         ProxyUnderTest(upstream="socks5://127.0.0.1:1080")
+    from ringfence.policy.network import NetworkPolicy
+    from ringfence.proxy.launch import start_proxy
+
+    for mode in ("full", "off"):
+        with pytest.raises(PolicyError, match="only a limited network"):
+            start_proxy(NetworkPolicy(mode, "test"))
+
+
+def test_summary_lines(proxy, upstream):
+    curl("-x", proxy.url, f"http://allowed.test:{upstream.port}/summary")
+    curl("-x", proxy.url, "http://other.example/summary")
+    proxy.read_events()
+    lines = proxy.handle.summary.lines()
+    assert f"network: reached allowed.test:{upstream.port}" in lines
+    assert "network: refused other.example:80: blocked by allowlist: other.example" in lines

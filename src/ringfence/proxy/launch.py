@@ -23,7 +23,7 @@ import time
 
 from .._record import Record
 from ..errors import PolicyError, RingfenceError
-from ..policy.network import NetworkPolicy, pattern_problems
+from ..policy.network import LIMITED, NetworkPolicy, pattern_problems
 from .config import ProxyLimits, parse_upstream
 
 # PR_SET_PDEATHSIG is 1; the parent check closes the window in which the
@@ -161,6 +161,9 @@ def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_
     socket served directly; `relay=False` for no channel at all.
     `sni_check`: a tunnel whose TLS ClientHello names a server other than
     its target (or one not allowed) is cut before the hello goes out."""
+    if policy.mode != LIMITED:
+        raise PolicyError(f"the egress proxy serves only a limited network, not mode {policy.mode!r}",
+                          hint="start it for a policy whose network is limited to listed domains")
     problems = pattern_problems(policy.domains)
     if problems:
         raise PolicyError("the network policy has domain patterns that cannot be enforced: " + "; ".join(problems),
