@@ -729,6 +729,63 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> bool:
     return False
 
 
+def test_the_proxy_gets_nothing_from_the_launchers_environment_or_descriptors(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_TOKEN", "do-not-pass")
+    monkeypatch.setenv("HTTP_PROXY", "http://elsewhere:1")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    (tmp_path / "h11.py").write_text("raise SystemExit('a shadowing module was imported')\n")
+    leaked = os.open(tmp_path / "leaked", os.O_CREAT | os.O_RDWR)
+    os.set_inheritable(leaked, True)
+    proxy = ProxyUnderTest((("allowed.test", "allow", "r"), ("very-private-name.test", "allow", "r")))
+    try:
+        pid = proxy.handle.pid
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            assert handle.read() == b""
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            assert b"very-private-name" not in handle.read()
+        targets = {int(fd): os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        assert not [target for target in targets.values() if str(tmp_path) in target]
+        assert targets[0] == targets[1] == targets[2] == "/dev/null"
+        assert targets[3].startswith("pipe:") and targets[4].startswith("pipe:")
+        assert targets[6].startswith("socket:") and targets[7].startswith("socket:")
+        assert curl("-x", proxy.url, "http://other.example/").stdout.startswith("blocked by allowlist")
+    finally:
+        proxy.stop()
+        os.close(leaked)
+
+
+def test_the_channel_carries_no_authority(upstream, tmp_path):
+    """Whatever writes to the channel (the relay, or a command that got hold
+    of it) only brings clients that are decided like any other: a file or a
+    Unix socket is dropped, a TCP client is still refused what the policy
+    refuses, and a forged answer changes nothing."""
+    proxy = ProxyUnderTest(hosts={"allowed.test": [PUBLIC]}, dial_map=world_dial_map(upstream), relay=True)
+    channel = proxy.handle.sandbox_end
+    try:
+        with open(tmp_path / "file", "w+") as handle:
+            socket.send_fds(channel, [b"Chttp"], [handle.fileno()])
+        unix_a, unix_b = socket.socketpair()
+        socket.send_fds(channel, [b"Chttp"], [unix_a.fileno()])
+        channel.send(b"u\0\0\0\1")
+        channel.send(b"Xjunk")
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        socket.send_fds(channel, [b"Chttp"], [accepted.fileno()])
+        accepted.close()
+        client.sendall(b"GET http://other.example/ HTTP/1.1\r\nHost: other.example\r\n\r\n")
+        client.settimeout(5)
+        assert client.recv(4096).startswith(b"HTTP/1.1 403")
+        client.close()
+        unix_b.close()
+        assert not [event for event in proxy.read_events() if event["type"] == "proxy.error"]
+    finally:
+        proxy.stop()
+    assert not (tmp_path / "file").read_text()
+
+
 def test_the_proxy_dies_with_a_sigkilled_launcher():
     script = (f"import sys, time; sys.path.insert(0, {os.path.join(os.path.dirname(__file__))!r});"
               "import proxyworld; p = proxyworld.ProxyUnderTest(relay=True); print(p.handle.pid, flush=True);"

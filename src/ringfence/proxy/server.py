@@ -159,14 +159,18 @@ class Proxy:
             return
         kind, body = data[:1], data[1:]
         if kind == b"C" and len(fds) == 1 and body in (b"http", b"socks", b"dns"):
-            self.take(socket.socket(fileno=fds.pop()), body.decode())
+            # The channel carries no authority: whatever arrives is a client
+            # like any other, but it must be a TCP connection.
+            client = _tcp_socket(fds.pop())
+            if client is not None:
+                self.take(client, body.decode())
         elif kind == b"Q" and len(body) >= 4 and self.dns_in_flight < MAX_DNS_IN_FLIGHT:
             self.dns_in_flight += 1
             self._track(asyncio.ensure_future(self._answer_udp(body[:4], body[4:])))
         elif kind == b"u" and len(body) == 4:
             future = self.udp_requests.pop(body, None)
             if future is not None and not future.done():
-                future.set_result(socket.socket(fileno=fds.pop()) if fds else None)
+                future.set_result(_udp_socket(fds.pop()) if fds else None)
         for fd in fds:
             os.close(fd)
 
@@ -201,6 +205,26 @@ class Proxy:
             return None
         finally:
             self.udp_requests.pop(tag, None)
+
+
+def _adopt(fd: int, kind: int) -> socket.socket | None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != kind:
+        sock.close()
+        return None
+    return sock
+
+
+def _tcp_socket(fd: int) -> socket.socket | None:
+    return _adopt(fd, socket.SOCK_STREAM)
+
+
+def _udp_socket(fd: int) -> socket.socket | None:
+    return _adopt(fd, socket.SOCK_DGRAM)
 
 
 async def _refuse_busy(sock: socket.socket, service: str) -> None:
