@@ -75,6 +75,11 @@ class Upstream:
             do_HEAD = do_GET
 
             def do_POST(self):
+                if self.path.startswith("/early"):
+                    world.requests.append(("POST", self.path, self.headers.get("Host", "")))
+                    self.close_connection = True
+                    self._answer(b"too large\n", 413)
+                    return
                 length = int(self.headers.get("content-length", "0"))
                 if self.headers.get("transfer-encoding", "").lower() == "chunked":
                     data = b""

@@ -180,6 +180,15 @@ def test_bodies_are_streamed_both_ways(proxy, upstream, tmp_path):
     assert expect.stdout == f"got {3 << 20} bytes\n"
 
 
+def test_an_answer_before_the_body_ended_reaches_the_client(proxy, upstream, tmp_path):
+    body = tmp_path / "large"
+    body.write_bytes(b"z" * (64 << 20))
+    early = curl("-x", proxy.url, "-w", "%{http_code}", "--data-binary", f"@{body}",
+                 f"http://allowed.test:{upstream.port}/early")
+    assert early.stdout.endswith("413"), (early.stdout, early.stderr)
+    assert hits(upstream, "/early")
+
+
 def test_keep_alive_decides_each_request(proxy, upstream):
     before = upstream.connections
     request = (f"GET http://allowed.test:{upstream.port}/keep-1 HTTP/1.1\r\nHost: allowed.test:{upstream.port}\r\n\r\n"

@@ -44,6 +44,13 @@ async def reply_and_close(sock, status: int, code: str, text: str) -> None:
     loop = asyncio.get_running_loop()
     try:
         await loop.sock_sendall(sock, error_response(status, code, text))
+    except OSError:
+        return
+    await _close_unread(loop, sock)
+
+
+async def _close_unread(loop, sock) -> None:
+    try:
         sock.shutdown(socket.SHUT_WR)
         await asyncio.wait_for(_drain(loop, sock), 1.0)
     except (OSError, asyncio.TimeoutError):
@@ -188,6 +195,7 @@ async def serve_http(proxy, sock) -> None:
             if not await _forward(proxy, loop, conn, sock, event, decision, port, (path, authority), held, started):
                 return
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                await _close_unread(loop, sock)  # answered before the body ended: no reset over the reply
                 return
             conn.start_next_cycle()
             wait = limits.idle_timeout
@@ -223,6 +231,36 @@ async def _connect(proxy, loop, conn, sock, decision, port, started) -> None:
         dialled.sock.close()
         raise
     await proxy.serve_tunnel("connect", sock, dialled, port, started, early, method="CONNECT")
+
+
+async def _request_body(loop, conn, sock, send_up, idle_timeout: float) -> None:
+    while True:
+        event = await _next_event(loop, conn, sock, idle_timeout, idle_timeout)
+        if not isinstance(event, (h11.Data, h11.EndOfMessage)):
+            raise ConnectionError("the client went away before its request body ended")
+        await send_up(event)
+        if isinstance(event, h11.EndOfMessage):
+            return
+
+
+async def _relay_response(loop, conn, sock, up, up_sock, counts, idle_timeout: float, started_flag) -> None:
+    while True:
+        event = await _next_event(loop, up, up_sock, idle_timeout, idle_timeout)
+        if isinstance(event, h11.InformationalResponse):
+            if event.status_code != 101:
+                await loop.sock_sendall(sock, conn.send(event))
+            continue
+        if isinstance(event, h11.Response):
+            started_flag[0] = True
+            event = h11.Response(status_code=event.status_code, reason=event.reason,
+                                 headers=_forwarded_headers(event.headers))
+        elif isinstance(event, h11.Data):
+            counts[1] += len(event.data)
+        elif not isinstance(event, h11.EndOfMessage):
+            raise UpstreamFailed("the upstream server closed the connection", "closed")
+        await loop.sock_sendall(sock, conn.send(event))
+        if isinstance(event, h11.EndOfMessage):
+            return
 
 
 def _forwarded_headers(headers, extra_drop=()) -> list[tuple[bytes, bytes]]:
@@ -262,6 +300,7 @@ async def _forward(proxy, loop, conn, sock, request, decision, port, target, hel
         await loop.sock_sendall(up_sock, data)
 
     response_started = False
+    started_flag = [False]
     try:
         if upstream.dialled.early:
             up.receive_data(upstream.dialled.early)
@@ -269,33 +308,21 @@ async def _forward(proxy, loop, conn, sock, request, decision, port, target, hel
         await send_up(h11.Request(method=request.method, target=path, headers=headers))
         if conn.client_is_waiting_for_100_continue:
             await loop.sock_sendall(sock, conn.send(h11.InformationalResponse(status_code=100, headers=[])))
-        while True:
-            event = await _next_event(loop, conn, sock, proxy.limits.idle_timeout, proxy.limits.idle_timeout)
-            if isinstance(event, h11.Data):
-                await send_up(event)
-            elif isinstance(event, h11.EndOfMessage):
-                await send_up(event)
-                break
-            else:
-                return False
-        while True:
-            event = await _next_event(loop, up, up_sock, proxy.limits.idle_timeout, proxy.limits.idle_timeout)
-            if isinstance(event, h11.InformationalResponse):
-                if event.status_code != 101:
-                    await loop.sock_sendall(sock, conn.send(event))
-                continue
-            if isinstance(event, h11.Response):
-                response_started = True
-                event = h11.Response(status_code=event.status_code, reason=event.reason,
-                                     headers=_forwarded_headers(event.headers))
-            elif isinstance(event, h11.Data):
-                counts[1] += len(event.data)
-            elif not isinstance(event, h11.EndOfMessage):
-                raise UpstreamFailed("the upstream server closed the connection", "closed")
-            await loop.sock_sendall(sock, conn.send(event))
-            if isinstance(event, h11.EndOfMessage):
-                break
+        body = asyncio.ensure_future(_request_body(loop, conn, sock, send_up, proxy.limits.idle_timeout))
+        response = asyncio.ensure_future(_relay_response(loop, conn, sock, up, up_sock, counts,
+                                                         proxy.limits.idle_timeout, started_flag))
+        try:
+            await asyncio.wait({body, response}, return_when=asyncio.FIRST_EXCEPTION)
+            if body.done() and body.exception() is not None:
+                raise body.exception()
+            await response  # the server may answer before the body is all sent (a 413, say)
+        finally:
+            for task in (body, response):
+                task.cancel()
+            await asyncio.gather(body, response, return_exceptions=True)
+        response_started = started_flag[0]
     except (asyncio.TimeoutError, UpstreamFailed, h11.ProtocolError, OSError) as exc:
+        response_started = started_flag[0]
         upstream.close()
         held.clear()
         timed_out = isinstance(exc, asyncio.TimeoutError)

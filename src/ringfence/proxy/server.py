@@ -267,11 +267,11 @@ async def _serve(config: dict, config_pipe: int) -> None:
         loop.add_reader(proxy.channel.fileno(), proxy.on_channel)
     listeners = [asyncio.ensure_future(proxy.accept_loop(socket.socket(fileno=fd), service))
                  for fd, service in config.get("listen", ())]
-    proxy.emit("proxy.ready", pid=os.getpid())
-    # stderr was for a start-up failure; the launcher stops reading it now
+    # stderr was for a start-up failure; the launcher stops reading it once ready
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
+    proxy.emit("proxy.ready", pid=os.getpid())
     await proxy.stopped.wait()
     for task in listeners + list(proxy.tasks):
         task.cancel()
