@@ -84,7 +84,7 @@ async def associate(proxy, loop, control) -> None:
             if decision.allowed:
                 entry.decision, addresses = await proxy.dialer.checked_addresses(decision, port)
                 entry.address = addresses[0]
-                entry.where = proxy.dialer._where(entry.address, port)
+                entry.where = proxy.dialer.dial_address(entry.address, port)
                 peers[entry.where] = entry
         except Refused as refused:
             entry.decision = refused.decision
