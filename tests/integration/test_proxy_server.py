@@ -832,6 +832,35 @@ def test_stopping_logs_the_tunnels_still_open(upstream):
     assert len(ended) == 1 and ended[0]["bytes_out"] > 0 and ended[0]["bytes_in"] > 0
 
 
+def test_start_without_waiting_then_wait_ready(upstream):
+    from ringfence.policy.network import NetworkPolicy
+    from ringfence.proxy.launch import start_proxy
+    from proxyworld import listener
+
+    http = listener()
+    handle = start_proxy(NetworkPolicy("limited", "p", (("allowed.test", "allow", "r"),)), wait=False,
+                         hosts={"allowed.test": [PUBLIC]}, dial_map=world_dial_map(upstream),
+                         listeners={"http": http}, relay=False)
+    handle.wait_ready()
+    reply = curl("-x", f"http://127.0.0.1:{http.getsockname()[1]}", f"http://allowed.test:{upstream.port}/no-wait")
+    assert reply.stdout == "hello /no-wait\n"
+    handle.stop()
+    assert handle.stop() == [] and handle.pid is None
+    http.close()
+
+
+def test_a_proxy_that_cannot_start_says_why(monkeypatch, tmp_path):
+    from ringfence.errors import RingfenceError
+    from ringfence.policy.network import NetworkPolicy
+    from ringfence.proxy import launch
+
+    (tmp_path / "ringfence").mkdir()
+    (tmp_path / "ringfence" / "__init__.py").write_text("raise ImportError('a broken installation')\n")
+    monkeypatch.setattr(launch, "_search_paths", lambda: [str(tmp_path)])
+    with pytest.raises(RingfenceError, match="did not start: ImportError: a broken installation"):
+        launch.start_proxy(NetworkPolicy("limited", "p"), timeout=20)
+
+
 def test_a_bad_pattern_refuses_to_start():
     from ringfence.errors import PolicyError
 

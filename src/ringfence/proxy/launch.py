@@ -54,12 +54,33 @@ class ProxyHandle:
     sandbox (fd for the relay's CHANNEL_FD); close it here once the sandbox
     holds it, so that the sandbox's end of life closes the channel."""
 
-    def __init__(self, pid: int, lifeline: int, events_fd: int, sandbox_end: socket.socket | None):
+    def __init__(self, pid: int, lifeline: int, events_fd: int, sandbox_end: socket.socket | None,
+                 error_fd: int):
         self.pid, self._lifeline, self.events_fd, self.sandbox_end = pid, lifeline, events_fd, sandbox_end
+        self._error_fd, self._startup_error = error_fd, None
         self._partial = b""
         self._reached: set[str] = set()
         self._refused: dict[str, str] = {}
         self._eof = False
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Return once the proxy is serving; RingfenceError (and the proxy
+        stopped) when it did not start."""
+        if self._error_fd < 0:
+            return
+        first = [] if self._startup_error else self.read_events(timeout=timeout)
+        error_fd, self._error_fd = self._error_fd, -1
+        if first and first[0].get("type") == "proxy.ready":
+            os.close(error_fd)
+            return
+        self.stop(timeout=1.0)
+        ready, _, _ = select.select([error_fd], [], [], 0)
+        text = os.read(error_fd, 1 << 16).decode(errors="replace").strip() if ready else ""
+        os.close(error_fd)
+        why = self._startup_error or (first[0].get("error") if first else None) or \
+            (text.splitlines()[-1] if text else "no reply in time")
+        raise RingfenceError(f"the egress proxy did not start: {why}",
+                             hint="run `python3 -c 'import h11'` to check the installation, then retry")
 
     def close_sandbox_end(self) -> None:
         if self.sandbox_end is not None:
@@ -99,8 +120,13 @@ class ProxyHandle:
 
     def stop(self, timeout: float = 5.0) -> list[dict]:
         """End the proxy (its open connections are closed and logged) and
-        return the events not read yet."""
+        return the events not read yet. Stopping twice is stopping once."""
+        if self.pid is None:
+            return []
         self.close_sandbox_end()
+        if self._error_fd >= 0:
+            os.close(self._error_fd)
+            self._error_fd = -1
         if self._lifeline >= 0:
             os.close(self._lifeline)
             self._lifeline = -1
@@ -109,6 +135,7 @@ class ProxyHandle:
         while not self._eof and time.monotonic() < deadline:
             events += self.read_events(timeout=max(0.0, deadline - time.monotonic()))
         _reap(self.pid, max(0.0, deadline - time.monotonic()))
+        self.pid = None
         if self.events_fd >= 0:
             os.close(self.events_fd)
             self.events_fd = -1
@@ -150,7 +177,8 @@ def _search_paths() -> list[str]:
 def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_by_hostname: bool = False,
                 hosts: dict | None = None, dial_map: dict | None = None,
                 listeners: dict[str, socket.socket] | None = None, relay: bool = True,
-                limits: ProxyLimits | None = None, sni_check: bool = True, timeout: float = 10.0) -> ProxyHandle:
+                limits: ProxyLimits | None = None, sni_check: bool = True, wait: bool = True,
+                timeout: float = 10.0) -> ProxyHandle:
     """Start the proxy for `policy` and wait until it is ready.
 
     `upstream`: an http:// proxy URL to chain through (the launcher passes
@@ -160,7 +188,9 @@ def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_
     redirects dialling: both for tests. `listeners`: service -> listening
     socket served directly; `relay=False` for no channel at all.
     `sni_check`: a tunnel whose TLS ClientHello names a server other than
-    its target (or one not allowed) is cut before the hello goes out."""
+    its target (or one not allowed) is cut before the hello goes out.
+    `wait=False` returns at once, so that the proxy starts while the sandbox
+    is built; `handle.wait_ready()` then before the command runs."""
     if policy.mode != LIMITED:
         raise PolicyError(f"the egress proxy serves only a limited network, not mode {policy.mode!r}",
                           hint="start it for a policy whose network is limited to listed domains")
@@ -203,21 +233,13 @@ def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_
             os.close(fd)
         if ours is not None:
             ours.close()
-    handle = ProxyHandle(pid, config_write, events_read, theirs)
+    handle = ProxyHandle(pid, config_write, events_read, theirs, error_read)
     try:
         os.write(config_write, (json.dumps(config) + "\n").encode())
-        first = handle.read_events(timeout=timeout)
     except OSError as exc:
-        first = [{"type": "proxy.error", "error": str(exc)}]
-    if not first or first[0].get("type") != "proxy.ready":
-        handle.stop(timeout=1.0)
-        ready, _, _ = select.select([error_read], [], [], 0)
-        text = os.read(error_read, 1 << 16).decode(errors="replace").strip() if ready else ""
-        os.close(error_read)
-        why = (first[0].get("error") if first else None) or (text.splitlines()[-1] if text else "no reply in time")
-        raise RingfenceError(f"the egress proxy did not start: {why}",
-                             hint="run `python3 -c 'import h11'` to check the installation, then retry")
-    os.close(error_read)
+        handle._startup_error = str(exc)
+    if wait:
+        handle.wait_ready(timeout)
     return handle
 
 
