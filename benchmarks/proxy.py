@@ -274,9 +274,10 @@ def main() -> int:
     times = []
     for _ in range(10):
         started = time.perf_counter()
-        start_proxy(policy).stop()
+        ready = start_proxy(policy)
         times.append(time.perf_counter() - started)
-    print(f"5. proxy start-up (spawn to ready, with stop) median {statistics.median(times) * 1e3:.1f} ms, "
+        ready.stop()
+    print(f"5. proxy start-up (spawn to ready) median {statistics.median(times) * 1e3:.1f} ms, "
           f"min {min(times) * 1e3:.1f} ms")
     return 0 if errors == 0 else 1
 

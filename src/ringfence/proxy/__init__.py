@@ -4,10 +4,10 @@ Nothing here is imported on the `run` path unless a run needs the proxy.
 
 How a run uses it:
 
-1. `launch.start_proxy(policy.network, upstream=...)` on the host, before
-   the sandbox starts: a `ProxyHandle` once the proxy is ready (a
-   `PolicyError` for a policy it cannot enforce, a `RingfenceError` when it
-   did not start). `upstream` is the host's proxy URL when the policy allows
+1. `launch.start_proxy(policy.network, upstream=..., wait=False)` on the
+   host, before the sandbox is built, and `handle.wait_ready()` before the
+   command may run (a `PolicyError` for a policy it cannot enforce, a
+   `RingfenceError` when it did not start). `upstream` is the host's proxy URL when the policy allows
    chaining; the proxy itself reads no environment.
 2. Into the sandbox go `handle.sandbox_end` (the channel) and the relay
    (`inside.relay_script_fd()`), and the in-sandbox stage runs
