@@ -9,9 +9,9 @@ at `/`) covers every path there is.
 from __future__ import annotations
 
 from .filesystem import RANK
+from .network import network_widenings
 
 INHERIT_RANK = {"none": 0, "core": 1, "all": 2}
-NETWORK_RANK = {"off": 0, "limited": 1, "full": 2}
 
 
 def _host_access(decision) -> int:
@@ -32,12 +32,7 @@ def widenings(base, candidate, source_env) -> list[str]:
         if _host_access(after) > _host_access(before):
             rule = after.rule.describe() if after.rule else "no rule"
             found.append(f"{path}: {before.access} -> {after.access} by {rule}")
-    if NETWORK_RANK[candidate.network.mode] > NETWORK_RANK[base.network.mode]:
-        found.append(f"network: {base.network.mode} -> {candidate.network.mode} by {candidate.network.origin}")
-    elif candidate.network.mode == base.network.mode == "limited":
-        found.extend(_allowlist_widenings("domain", base.network.domains, candidate.network.domains))
-        found.extend(_allowlist_widenings("unix socket", base.network.unix_sockets,
-                                          candidate.network.unix_sockets))
+    found.extend(network_widenings(base.network, candidate.network))
     for field in ("processes", "memory", "cpu_time", "timeout", "temporary_space"):
         before, after = getattr(base.limits, field), getattr(candidate.limits, field)
         if before is not None and (after is None or after > before):
@@ -48,18 +43,4 @@ def widenings(base, candidate, source_env) -> list[str]:
                      if name in source_env and source_env[name] == value and name not in before_env)
     if exposed:
         found.append("environment: passes through " + ", ".join(exposed))
-    return found
-
-
-def _allowlist_widenings(what, base_rules, candidate_rules) -> list[str]:
-    """An allow the base lacks, or a deny the base had and the candidate drops."""
-    base = {pattern: action for pattern, action, _origin in base_rules}
-    found = []
-    for pattern, action, origin in candidate_rules:
-        if action == "allow" and base.get(pattern) != "allow":
-            found.append(f"network: allows {what} {pattern} by {origin}")
-    candidate = {pattern: action for pattern, action, _origin in candidate_rules}
-    for pattern, action in base.items():
-        if action != "allow" and candidate.get(pattern) != action:
-            found.append(f"network: no longer denies {what} {pattern}")
     return found
