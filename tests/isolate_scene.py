@@ -70,6 +70,9 @@ for edit in edits:
         os.mkdir(path)
         with open(os.path.join(path, edit[2]), "wb") as handle:
             handle.write(bytes.fromhex(edit[3]))
+    elif kind == "exec":
+        import subprocess
+        subprocess.run(edit[2], cwd=root, check=True, env=edit[3])
     else:
         raise SystemExit(f"unknown edit {kind}")
 with open(out, "w") as handle:
@@ -249,7 +252,13 @@ def step_recover(state: str) -> dict:
             for name in report.__slots__}
 
 
-STEPS = {"create_run": step_create_run, "capture_and_render": step_capture_and_render,
+def step_fetch_bundle(workspace: str, bundle: str, run_id: str, scratch: str) -> list:
+    from ringfence.isolate.bundle import fetch_bundle
+
+    return [[ref.source, ref.ref, ref.commit] for ref in fetch_bundle(workspace, bundle, run_id, scratch=scratch)]
+
+
+STEPS = {"fetch_bundle": step_fetch_bundle, "create_run": step_create_run, "capture_and_render": step_capture_and_render,
          "apply_last": step_apply_last, "recover": step_recover}
 
 

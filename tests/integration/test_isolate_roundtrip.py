@@ -170,7 +170,7 @@ def overlay_ready():
     must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=int(os.environ.get("RINGFENCE_ISOLATE_EXAMPLES", "30")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_every_change_kind_round_trips(user, overlay_ready, scenario):

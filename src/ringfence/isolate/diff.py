@@ -235,6 +235,9 @@ def render_diff(changeset: Changeset) -> bytes:
         new = change.new if change.new and change.new.kind in _GIT_KINDS else None
         if old is None and new is None:
             continue
+        if old and new and change.kind != "renamed" and old.kind == new.kind and git_mode(old) == git_mode(new) \
+                and not change.content_changed:
+            continue   # a mode change a patch cannot carry (noted above)
         if change.kind == "renamed":
             additions.append((change.path, old, new, change))
         elif change.kind == "type_changed" and old and new:
