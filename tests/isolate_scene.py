@@ -16,8 +16,11 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 
-from harness import SRC, SYSTEM_PATH
+import pytest
+
+from harness import SRC, SYSTEM_PATH, must_have, scene_root
 
 # Runs inside the namespace, after the mount: applies edits, then records the merged view.
 EDIT_SCRIPT = r'''
@@ -277,3 +280,34 @@ def run_as(user, step: str, *args):
     if done.returncode != 0:
         raise AssertionError(f"step {step} as {user.name} failed: {done.stderr}")
     return json.loads(done.stdout)
+
+
+def start_run(base: str, user, workspace: str) -> tuple[str, str, OverlayWorld]:
+    """Create an isolated run of `workspace` as `user`: (state dir, run id,
+    the overlay world whose layers are the run's)."""
+    state = os.path.join(base, "state")
+    run_id = run_as(user, "create_run", state, workspace)
+    run_dir = os.path.join(state, "runs", run_id)
+    world = OverlayWorld(base, user, upper=os.path.join(run_dir, "layers", "upper"),
+                         work=os.path.join(run_dir, "layers", "work"))
+    return state, run_id, world
+
+
+def new_base(user, prefix: str) -> str:
+    path = tempfile.mkdtemp(prefix=prefix, dir=scene_root(user))
+    os.chmod(path, 0o755)
+    return path
+
+
+# Fixtures: a test module imports them by name.
+
+@pytest.fixture(scope="module")
+def overlay_ready():
+    must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
+
+
+@pytest.fixture
+def base(user, overlay_ready):
+    path = new_base(user, "isolate-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

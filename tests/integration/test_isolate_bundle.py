@@ -17,12 +17,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-from harness import SYSTEM_PATH, must_have, scene_root
-from isolate_scene import OverlayWorld, own_tree, run_as, unshare_problem, user_kwargs
+from harness import SYSTEM_PATH, must_have
+from isolate_scene import base, overlay_ready, own_tree, run_as, start_run, user_kwargs  # noqa: F401
 
 GIT_ENV = {"PATH": SYSTEM_PATH, "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid", "GIT_COMMITTER_NAME": "t",
@@ -34,18 +33,9 @@ def git(user, cwd, *args, check=True) -> subprocess.CompletedProcess:
                           **user_kwargs(user))
 
 
-@pytest.fixture(scope="module")
-def overlay_ready():
-    must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
+@pytest.fixture(autouse=True)
+def git_installed():
     must_have(shutil.which("git") is not None, "git is not installed")
-
-
-@pytest.fixture
-def base(user, overlay_ready):
-    path = tempfile.mkdtemp(prefix="isolate-bundle-", dir=scene_root(user))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _run_that_commits(base: str, user):
@@ -66,10 +56,8 @@ def _run_that_commits(base: str, user):
     start = os.path.join(base, "start-refs")
     with open(start, "wb") as handle:
         handle.write(start_refs_text(refs))
-    state = os.path.join(base, "state")
-    run_id = run_as(user, "create_run", state, workspace)
-    upper = os.path.join(state, "runs", run_id, "upper")
-    world = OverlayWorld(base, user, upper=upper, work=os.path.join(state, "runs", run_id, "work"))
+    state, run_id, world = start_run(base, user, workspace)
+    upper = world.upper
     markers = {name: os.path.join(base, f"marker-{name}") for name in ("fsmonitor", "hook")}
     hook = f"#!/bin/sh\ntouch {markers['hook']}\n"
     head_file = os.path.join(base, "run-head")

@@ -8,32 +8,14 @@ Verdicts are read from the workspace on the host.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
-import pytest
-
-from harness import must_have, scene_root
-from isolate_scene import OverlayWorld, own_tree, run_as, snapshot, unshare_problem, write_tree
+from isolate_scene import base, overlay_ready, own_tree, run_as, snapshot, start_run, write_tree  # noqa: F401
 
 INITIAL = {"a.txt": (b"a\n", 0o644), "b.txt": (b"b\n", 0o644), "c.txt": (b"c\n", 0o644), "keep.txt": (b"k\n", 0o644),
            ".git/config": (b"[core]\n\tbare = false\n", 0o644), "sub/.git/config": (b"[core]\n", 0o644),
            "sub/code.py": (b"x = 1\n", 0o644)}
 EDITS = [["append", "a.txt", b"run\n".hex()], ["append", "b.txt", b"run\n".hex()],
          ["write", "added.txt", b"added by the run\n".hex(), 0o644], ["write", "c.txt", b"C\n".hex(), 0o644]]
-
-
-@pytest.fixture(scope="module")
-def overlay_ready():
-    must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
-
-
-@pytest.fixture
-def base(user, overlay_ready):
-    path = tempfile.mkdtemp(prefix="isolate-conflict-", dir=scene_root(user))
-    os.chmod(path, 0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _run(base: str, user, edits: list, *, during=None) -> tuple[str, str, dict]:
@@ -43,10 +25,7 @@ def _run(base: str, user, edits: list, *, during=None) -> tuple[str, str, dict]:
     os.makedirs(workspace)
     write_tree(workspace, INITIAL)
     own_tree(user, base)
-    state = os.path.join(base, "state")
-    run_id = run_as(user, "create_run", state, workspace)
-    world = OverlayWorld(base, user, upper=os.path.join(state, "runs", run_id, "upper"),
-                         work=os.path.join(state, "runs", run_id, "work"))
+    state, run_id, world = start_run(base, user, workspace)
     merged = world.run_edits(edits)
     if during:
         during(workspace)
@@ -121,7 +100,7 @@ def test_protected_changes_are_shown_and_never_written(base, user):
     workspace, state, merged = _run(base, user, edits)
     run_dir = os.path.join(state, "runs", os.listdir(os.path.join(state, "runs"))[0])
     # Control: the run's layer really holds what a careless copy would bring back.
-    assert os.path.exists(os.path.join(run_dir, "upper", ".git", "hooks", "post-checkout"))
+    assert os.path.exists(os.path.join(run_dir, "layers", "upper", ".git", "hooks", "post-checkout"))
     listed = {path: letter for letter, path, _ in merged["capture"]["changes"]}
     for path in (".git/config", ".git/hooks/post-checkout", ".vscode/tasks.json", ".envrc", "lib/.git/config",
                  "sub/.git/config"):

@@ -18,13 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-import pytest
-
-from harness import SRC, SYSTEM_PATH, must_have, scene_root
-from isolate_scene import OverlayWorld, own_tree, run_as, snapshot, unshare_problem, user_kwargs, write_tree
+from harness import SRC, SYSTEM_PATH
+from isolate_scene import (new_base, overlay_ready, own_tree, run_as, snapshot, start_run, user_kwargs,  # noqa: F401
+                           write_tree)
 
 ITERATIONS = int(os.environ.get("RINGFENCE_KILL_ITERATIONS", "30"))
 
@@ -66,10 +64,7 @@ def _prepare(base: str, user) -> tuple[str, str, dict, dict]:
     write_tree(workspace, _initial())
     own_tree(user, base)
     before = snapshot(workspace)
-    state = os.path.join(base, "state")
-    run_id = run_as(user, "create_run", state, workspace)
-    world = OverlayWorld(base, user, upper=os.path.join(state, "runs", run_id, "upper"),
-                         work=os.path.join(state, "runs", run_id, "work"))
+    state, run_id, world = start_run(base, user, workspace)
     after = world.run_edits(_edits())
     run_as(user, "capture_and_render", state, run_id)
     return workspace, state, before, after
@@ -82,15 +77,9 @@ def _start_apply(state: str, user) -> subprocess.Popen:
     return child
 
 
-@pytest.fixture(scope="module")
-def overlay_ready():
-    must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
-
-
 def test_killed_apply_is_rolled_back_or_forward(user, overlay_ready):
     rng = random.Random(int(os.environ.get("RINGFENCE_KILL_SEED", "15")))
-    root = tempfile.mkdtemp(prefix="isolate-kill-", dir=scene_root(user))
-    os.chmod(root, 0o755)
+    root = new_base(user, "isolate-kill-")
     outcomes = {"untouched": 0, "applied": 0, "rolled_back": 0, "rolled_forward": 0}
     try:
         # One apply left to finish measures how long an apply takes here.

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import must_have, scene_root
-from isolate_scene import (OverlayWorld, as_git_sees, git_apply, own_tree, run_as, snapshot, unshare_problem,
-                           write_tree)
+from isolate_scene import (as_git_sees, git_apply, new_base, overlay_ready, own_tree, run_as,  # noqa: F401
+                           snapshot, start_run, write_tree)
 
 NAMES = ["a", "b.txt", "c d", "\u00e9", "x.bin", "e\\f", 'q"t']
 LINES = [b"alpha\n", b"beta\n", b"gamma\n", b"delta\r\n", b"\tindent\n", b"same\n", b"same\n"]
@@ -145,10 +142,7 @@ def _round_trip(base: str, user, initial: dict, edits: list):
     os.makedirs(world_ws)
     write_tree(world_ws, initial)
     own_tree(user, base)
-    state = os.path.join(base, "state")
-    run_id = run_as(user, "create_run", state, world_ws)
-    world = OverlayWorld(base, user, upper=os.path.join(state, "runs", run_id, "upper"),
-                         work=os.path.join(state, "runs", run_id, "work"))
+    state, run_id, world = start_run(base, user, world_ws)
     merged = world.run_edits(edits)
     result = run_as(user, "capture_and_render", state, run_id)
     with open(result["patch"], "rb") as handle:
@@ -165,18 +159,12 @@ def _round_trip(base: str, user, initial: dict, edits: list):
     assert os.listdir(os.path.join(state, "runs")) == []
 
 
-@pytest.fixture(scope="module")
-def overlay_ready():
-    must_have(unshare_problem() is None, f"an overlay cannot be mounted here: {unshare_problem()}")
-
-
 @settings(max_examples=int(os.environ.get("RINGFENCE_ISOLATE_EXAMPLES", "30")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_every_change_kind_round_trips(user, overlay_ready, scenario):
     initial, edits = scenario
-    base = tempfile.mkdtemp(prefix="isolate-", dir=scene_root(user))
-    os.chmod(base, 0o755)
+    base = new_base(user, "isolate-")
     try:
         _round_trip(base, user, initial, edits)
     finally:
@@ -195,8 +183,7 @@ def test_fixed_scenario_with_every_kind(user, overlay_ready):
              ["write", "t", b"now a file\n".hex(), 0o644], ["recreate", "r", "new", b"n\n".hex()],
              ["touch", "sp ace.txt"], ["write", "\u00e9.txt", b"E\n".hex(), 0o644], ["mkdir", "emptydir"],
              ["write", "u", b"was a link\n".hex(), 0o644], ["move", "file", "moved-file"]]
-    base = tempfile.mkdtemp(prefix="isolate-", dir=scene_root(user))
-    os.chmod(base, 0o755)
+    base = new_base(user, "isolate-")
     try:
         _round_trip(base, user, initial, edits)
     finally:

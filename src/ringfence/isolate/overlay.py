@@ -7,8 +7,8 @@ Two ways to mount it, both with `userxattr` (overlay's own attributes in the
   bwrap resolves the directories from the host's view, so the state
   directory need not be mounted in the sandbox.
 - an older bubblewrap: `overlaymount.py` (`MOUNT_SCRIPT`) runs inside the
-  sandbox with CAP_SYS_ADMIN, mounts it from binds of the layers in the
-  sandbox's /dev (`helper_binds`, `helper_args`), then removes those binds.
+  sandbox with CAP_SYS_ADMIN, mounts it from a bind of the run's layers in
+  the sandbox's /dev (`helper_binds`, `helper_args`), then removes the bind.
 
 Either way Linux >= 5.11 (userxattr) and `user.*` xattrs on the upper
 directory's filesystem are needed; `probe_overlay` says which of this holds,
@@ -175,25 +175,25 @@ def bwrap_overlay_args(workspace: str, upper: str, work: str) -> list[str]:
     return ["--overlay-src", workspace, "--overlay", upper, work, workspace]
 
 
-# Where bwrap binds the layers for the in-sandbox mount: the sandbox's own
-# /dev (a tmpfs bwrap makes), from which the mount script removes them.
-HELPER_UPPER = "/dev/.ringfence-upper"
-HELPER_WORK = "/dev/.ringfence-work"
+# Where bwrap binds the run's layers folder (upper and work, one mount) for
+# the in-sandbox mount: the sandbox's own /dev (a tmpfs bwrap makes), from
+# which the mount script removes it again.
+HELPER_LAYERS = "/dev/.ringfence-layers"
 
 
-def helper_binds(upper: str, work: str) -> list[str]:
-    """bwrap arguments that make the layers reachable by the mount script
-    (bubblewrap < 0.11); they come after `--dev /dev`."""
-    return ["--bind", upper, HELPER_UPPER, "--bind", work, HELPER_WORK]
+def helper_binds(layers: str) -> list[str]:
+    """bwrap arguments that make the run's layers folder (Run.layers)
+    reachable by the mount script (bubblewrap < 0.11); after `--dev /dev`."""
+    return ["--bind", layers, HELPER_LAYERS]
 
 
 def helper_args(interpreter: str, script_fd: int, workspace: str) -> list[str]:
     """The command that mounts the overlay inside the sandbox (bubblewrap
     < 0.11), run with `--cap-add CAP_SYS_ADMIN` and the script handed in on
-    `script_fd`; it unmounts the layers' binds once mounted. The mask
+    `script_fd`; it unmounts the layers' bind once mounted. The mask
     helper's command line, or the command itself, follows."""
-    return [interpreter, "-I", "-S", f"/dev/fd/{script_fd}", "--retire", workspace, HELPER_UPPER, HELPER_WORK,
-            workspace, "--"]
+    return [interpreter, "-I", "-S", f"/dev/fd/{script_fd}", "--retire", HELPER_LAYERS, workspace,
+            f"{HELPER_LAYERS}/upper", f"{HELPER_LAYERS}/work", workspace, "--"]
 
 
 def clean_workdir(work: str) -> None:

@@ -9,16 +9,18 @@ The upper and work directories live in ringfence's state directory, which
 the sandbox never sees. overlayfs takes a private clone of the upper mount,
 which the kernel allows only for a mount of the caller's own mount
 namespace: a descriptor opened on the host does not do ("failed to clone
-upperpath", EINVAL). So bwrap binds them at private places of the sandbox's
-own (its /dev, as for the mask helper's source), and with `--retire` this
-script unmounts and removes those binds once the overlay holds its clone:
-the command then has no way to the upper layer but through the overlay.
+upperpath", EINVAL); and upper and work must be on one mount, not two binds
+of one filesystem (EINVAL too). So bwrap binds the folder holding both at a
+private place of the sandbox's own (its /dev, as for the mask helper's
+source), and with `--retire POINT` this script unmounts and removes that
+bind once the overlay holds its clone: the command then has no way to the
+upper layer but through the overlay.
 
 Standard library only and no ringfence import: it runs as
 `python3 -I -S /dev/fd/N` (or is loaded into the mask helper), where nothing
 a workspace could shadow may be imported.
 
-As a program: `overlaymount.py [--retire] LOWER UPPER WORK TARGET [-- COMMAND...]`
+As a program: `overlaymount.py [--retire POINT] LOWER UPPER WORK TARGET [-- COMMAND...]`
 mounts, then executes COMMAND if one is given (exit 125 with a message on
 stderr when a step fails).
 """
@@ -77,11 +79,11 @@ def retire(*points):
 
 
 def main(argv):
-    retiring = bool(argv) and argv[0] == "--retire"
-    if retiring:
-        argv = argv[1:]
+    retiring = []
+    if len(argv) >= 2 and argv[0] == "--retire":
+        retiring, argv = [argv[1]], argv[2:]
     if len(argv) < 4:
-        sys.stderr.write("usage: overlaymount.py [--retire] LOWER UPPER WORK TARGET [-- COMMAND...]\n")
+        sys.stderr.write("usage: overlaymount.py [--retire POINT] LOWER UPPER WORK TARGET [-- COMMAND...]\n")
         os._exit(2)
     lower, upper, work, target = argv[:4]
     command = argv[4:]
@@ -89,8 +91,7 @@ def main(argv):
         command = command[1:]
     try:
         mount_overlay(lower, upper, work, target)
-        if retiring:
-            retire(upper, work)
+        retire(*retiring)
     except OSError as exc:
         sys.stderr.write(f"ringfence: {exc.strerror}\n")
         os._exit(125)

@@ -1,11 +1,11 @@
 """The run store: one private directory per isolated run in the state directory.
 
 ```
-<state>/runs/<id>/       0700; id = UTC start time + random, so names sort by age
+<state>/runs/<id>/       0700; id = UTC start time (to the second) + random
     lock                 flock: held while a process runs, applies or discards it
     started              empty; its ctime is the run's start stamp
     meta.json            Run (workspace, start, base identity, refs, status)
-    upper/  work/        the overlay's layers (one filesystem, outside the workspace)
+    layers/upper/  layers/work/   the overlay's layers (one mount, outside the workspace)
     capture.json         the changeset, with the identity of every touched path
     apply/               the journal of an apply in progress
 ```
@@ -51,12 +51,16 @@ class Run(Record):
     _defaults = {"exit_code": None}
 
     @property
+    def layers(self) -> str:
+        return os.path.join(self.directory, "layers")
+
+    @property
     def upper(self) -> str:
-        return os.path.join(self.directory, "upper")
+        return os.path.join(self.directory, "layers", "upper")
 
     @property
     def work(self) -> str:
-        return os.path.join(self.directory, "work")
+        return os.path.join(self.directory, "layers", "work")
 
     @property
     def capture_path(self) -> str:
@@ -160,8 +164,9 @@ def create_run(state: str, workspace: str, *, refs: dict | None = None) -> tuple
         raise IsolationUnavailable(f"cannot make a run directory in {directory}")
     lock = RunLock(path)
     try:
-        os.mkdir(os.path.join(path, "upper"), 0o700)
-        os.mkdir(os.path.join(path, "work"), 0o700)
+        os.mkdir(os.path.join(path, "layers"), 0o700)
+        os.mkdir(os.path.join(path, "layers", "upper"), 0o700)
+        os.mkdir(os.path.join(path, "layers", "work"), 0o700)
         stamp = _take_stamp(os.path.join(path, "started"))
         run = Run(run_id, path, workspace, time.time(), stamp, f"{info.st_dev}:{info.st_ino}", dict(refs or {}),
                   "running")
@@ -247,7 +252,8 @@ def list_runs(state: str, workspace: str | None = None) -> list[Run]:
             continue
         if wanted is None or run.workspace == wanted:
             runs.append(run)
-    return runs
+    # Ids sort by the second only; the recorded start orders runs within one.
+    return sorted(runs, key=lambda run: (run.started, run.id), reverse=True)
 
 
 def last_run(state: str, workspace: str | None = None) -> Run:
