@@ -94,8 +94,18 @@ def test_killed_apply_is_rolled_back_or_forward(user, overlay_ready):
             base = os.path.join(root, f"i{iteration}")
             os.makedirs(base)
             workspace, state, before, after = _prepare(base, user)
+            (run_id,) = os.listdir(os.path.join(state, "runs"))
+            journal = os.path.join(state, "runs", run_id, "apply", "journal.json")
             child = _start_apply(state, user)
-            time.sleep(rng.uniform(0, duration * 1.1))
+            if iteration % 2:
+                # Every other kill waits for the journal, so that many land
+                # among the writes whatever the machine's load.
+                deadline = time.monotonic() + 30
+                while not os.path.exists(journal) and child.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.0002)
+                time.sleep(rng.uniform(0, duration * 0.6))
+            else:
+                time.sleep(rng.uniform(0, duration * 1.1))
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=60)
             report = run_as(user, "recover", state)

@@ -181,3 +181,14 @@ def test_cost_follows_the_change_not_the_workspace(layers, monkeypatch):
     monkeypatch.setattr(os, "listdir", listdir)
     assert kinds(read_changes(lower, upper, STAMP)) == {"small/f": ("modified", None)}
     assert all(path.startswith(upper) for path in listed), listed
+
+
+def test_the_listing_names_each_change(layers):
+    lower, upper = layers
+    write_tree(lower, {"m": (b"m", 0o644), "pkg/a": b"a\n", "gone": b"g", "t": b"t"})
+    write_tree(upper, {"m": (b"m", 0o755), "lib/a": b"a\n", "new": b"\0bin", "t/inside": b"i", ".envrc": b"x"})
+    for name in ("pkg", "gone"):
+        whiteout(os.path.join(upper, name))
+    lines = read_changes(lower, upper, STAMP).lines()
+    assert lines == ["A .envrc  (protected: not applied)", "D gone", "R pkg -> lib/", "R pkg/a -> lib/a",
+                     "M m  (mode 0644 -> 0755)", "A new  (binary)", "T t/  (file -> dir)", "A t/inside"]

@@ -172,7 +172,13 @@ def apply_run(run, changeset: Changeset | None = None, *, force: bool = False, l
     lock = None if locked else RunLock(run.directory)
     try:
         journal = Journal(run.apply_dir)
-        recover_journal(journal)
+        if recover_journal(journal) in ("applied", "rolled_forward"):
+            # An earlier apply of this run got through its writes; only its clean-up was left.
+            if remove:
+                remove_run(run.directory)
+            else:
+                journal.remove()
+            return ApplyReport(run.id, (), (), (), 0)
         changeset = changeset or load_changeset(run)
         conflicts = check_conflicts(changeset)
         if conflicts and not force:

@@ -110,6 +110,27 @@ class Changeset(Record):
     def refused(self) -> tuple[Change, ...]:
         return tuple(change for change in self.changes if change.protected)
 
+    def lines(self) -> list[str]:
+        """The listing `ringfence changes` shows: one line per change, A/M/D/T/R
+        as git's --name-status, then the conflicts."""
+        out = []
+        for change in self.changes:
+            shown = f"{change.source} -> {change.path}" if change.kind == "renamed" else change.path
+            if change.new is not None and change.new.kind == "dir":
+                shown += "/"
+            notes = []
+            if change.mode_changed:
+                notes.append(f"mode {change.old.mode:04o} -> {change.new.mode:04o}")
+            if change.kind == "type_changed":
+                notes.append(f"{change.old.kind} -> {change.new.kind}")
+            if any(node is not None and node.binary for node in (change.old, change.new)):
+                notes.append("binary")
+            if change.protected:
+                notes.append("protected: not applied")
+            out.append(f"{change.letter} {shown}" + (f"  ({', '.join(notes)})" if notes else ""))
+        out += [f"! {conflict.path}: {conflict.reason}" for conflict in self.conflicts]
+        return out
+
     def to_json(self) -> dict:
         return {"format": FORMAT, "run": self.run_id, "workspace": self.workspace, "upper": self.upper,
                 "stamp": self.stamp, "changes": [change.to_json() for change in self.changes],

@@ -182,8 +182,16 @@ def converge(root: str, ops: list[dict], side: str, content: Content, token: str
             elif now["mode"] & 0o700 != 0o700:
                 _set_folder_mode(root, op["path"], now["mode"] | 0o700)   # its final mode comes last
             continue
-        if check_existing and wanted["kind"] == "file" and now["kind"] == "file" and now["mode"] == wanted["mode"]:
-            if same_state(read_state(root, op["path"]), wanted):
+        if wanted["kind"] == "file" and now["kind"] == "file":
+            if check_existing:
+                now = read_state(root, op["path"])
+            else:
+                now = dict(now, digest=op["pre" if side == "post" else "post"].get("digest"))
+            if same_state(now, wanted):
+                continue
+            if now.get("digest") == wanted["digest"]:
+                _set_file_mode(root, op["path"], wanted["mode"], syncs)   # a mode change: no rewrite
+                touched.add(_split(op["path"])[0])
                 continue
         if wanted["kind"] == "symlink" and same_state(now, wanted):
             continue
@@ -260,6 +268,23 @@ def _set_folder_mode(root: str, path: str, mode: int):
         try:
             if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
                 os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        _fail(path, f"set its mode to {mode:04o}", exc)
+
+
+def _set_file_mode(root: str, path: str, mode: int, syncs: Syncs):
+    parent, name = _split(path)
+    try:
+        folder = open_folder(root, parent)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=folder)
+        finally:
+            os.close(folder)
+        try:
+            os.fchmod(fd, mode)
+            syncs.file(fd)
         finally:
             os.close(fd)
     except OSError as exc:

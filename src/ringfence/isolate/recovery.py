@@ -42,7 +42,8 @@ def recover_run(directory: str, *, locked: bool = False) -> str | None:
     what was done: "rolled_back", "rolled_forward", "removed",
     "interrupted" or "" for nothing."""
     from .journal import Journal, recover_journal
-    from .store import finish_run, load_run, remove_run, save_run, try_lock
+    from .overlay import clean_workdir
+    from .store import load_run, remove_run, save_run, try_lock
 
     lock = None
     if not locked:
@@ -59,8 +60,8 @@ def recover_run(directory: str, *, locked: bool = False) -> str | None:
             remove_run(directory)
             return "rolled_forward" if outcome == "rolled_forward" else "removed"
         if run.status == "running":
-            finish_run(run, None)
-            save_run(load_run(directory).replace(status="interrupted"))
+            clean_workdir(run.work)
+            save_run(run.replace(status="interrupted"))
             return "interrupted"
         return outcome or ""
     finally:

@@ -290,5 +290,5 @@ def discard_run(run: Run) -> None:
 
     with RunLock(run.directory):
         # An apply cut short must be put right first, or its backups would go with the run.
-        recover_run(run.directory, locked=True)
-        remove_run(run.directory)
+        if recover_run(run.directory, locked=True) not in ("removed", "rolled_forward"):
+            remove_run(run.directory)
