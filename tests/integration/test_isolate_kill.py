@@ -24,7 +24,7 @@ from harness import SRC, SYSTEM_PATH
 from isolate_scene import (new_base, overlay_ready, own_tree, run_as, snapshot, start_run, user_kwargs,  # noqa: F401
                            write_tree)
 
-ITERATIONS = int(os.environ.get("RINGFENCE_KILL_ITERATIONS", "30"))
+ITERATIONS = int(os.environ.get("RINGFENCE_KILL_ITERATIONS", "20"))
 
 CHILD = r'''
 import sys

@@ -192,3 +192,20 @@ def test_the_listing_names_each_change(layers):
     lines = read_changes(lower, upper, STAMP).lines()
     assert lines == ["A .envrc  (protected: not applied)", "D gone", "R pkg -> lib/", "R pkg/a -> lib/a",
                      "M m  (mode 0644 -> 0755)", "A new  (binary)", "T t/  (file -> dir)", "A t/inside"]
+
+
+def test_nothing_is_read_through_a_workspace_symlink_the_run_replaced(layers, tmp_path):
+    """A run that turns a symlink to a private folder into a folder of its
+    own, with a file of the secret's name in it, must not get the secret's
+    content into the changeset or the diff as the 'old' side."""
+    from ringfence.isolate.diff import render_diff
+
+    lower, upper = layers
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "id_rsa").write_bytes(b"PRIVATE KEY\n")
+    os.symlink(str(secrets), os.path.join(lower, "link"))
+    write_tree(upper, {"link/id_rsa": b"planted\n"})
+    changeset = read_changes(lower, upper, STAMP)
+    assert kinds(changeset) == {"link": ("type_changed", None), "link/id_rsa": ("added", None)}
+    assert b"PRIVATE KEY" not in render_diff(changeset)

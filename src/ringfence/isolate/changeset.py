@@ -244,15 +244,20 @@ class _Walk:
         if changed_since(info, self.stamp):
             self.conflicts.setdefault(path, "changed in the workspace while the run lasted")
 
-    def folder(self, relative: str, opaque: bool, marker: bytes | None):
+    def folder(self, relative: str, opaque: bool, marker: bytes | None, lower_is_dir: bool = True):
+        """Walk one upper folder. `lower_is_dir` says the workspace holds a real
+        folder at this path (reached through real folders only): where it holds
+        a symlink or nothing, the entries below have no workspace side, and
+        nothing is read through the symlink."""
         upper_dir = os.path.join(self.upper, relative) if relative else self.upper
         lower_dir = os.path.join(self.workspace, relative) if relative else self.workspace
         with os.scandir(upper_dir) as entries:
             names = sorted(entry.name for entry in entries)
         for name in names:
             path = f"{relative}/{name}" if relative else name
-            self.entry(path, os.path.join(upper_dir, name), os.path.join(lower_dir, name), opaque, marker)
-        if opaque:
+            self.entry(path, os.path.join(upper_dir, name), os.path.join(lower_dir, name) if lower_is_dir else None,
+                       opaque, marker)
+        if opaque and lower_is_dir:
             lower_info = _lstat(lower_dir)
             if lower_info is not None and stat.S_ISDIR(lower_info.st_mode):
                 present = set(names)
@@ -260,11 +265,12 @@ class _Walk:
                     if name not in present:
                         self.deleted_tree(f"{relative}/{name}" if relative else name)
 
-    def entry(self, path: str, upper_path: str, lower_path: str, parent_opaque: bool, marker: bytes | None):
+    def entry(self, path: str, upper_path: str, lower_path: str | None, parent_opaque: bool,
+              marker: bytes | None):
         upper_info = os.lstat(upper_path)
         # Under an opaque folder the lower entry does not show through, but it
         # is still what apply overwrites, so it is compared all the same.
-        lower_info = _lstat(lower_path)
+        lower_info = _lstat(lower_path) if lower_path is not None else None
         if _is_whiteout(upper_path, upper_info, marker):
             if lower_info is not None:
                 self.deleted_tree(path)
@@ -284,7 +290,8 @@ class _Walk:
                 if old.mode != new.mode:
                     self.check_unchanged(path, lower_info)
                     self.change(path, "modified", old, new)
-            self.folder(path, opaque or (old is not None and old.kind != "dir"), own_marker)
+            lower_is_dir = old is not None and old.kind == "dir"
+            self.folder(path, opaque or (old is not None and not lower_is_dir), own_marker, lower_is_dir)
             return
         if old is None:
             self.change(path, "added", None, new)
