@@ -29,14 +29,17 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Literal
 
 from .._record import Record
 from .protect import Protection
 from .tree import CHUNK
 
-NodeKind = Literal["file", "symlink", "dir", "other"]
-ChangeKind = Literal["added", "deleted", "modified", "type_changed", "renamed"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    NodeKind = Literal["file", "symlink", "dir", "other"]
+    ChangeKind = Literal["added", "deleted", "modified", "type_changed", "renamed"]
 FORMAT = 1
 SNIFF = 8000  # git's window for telling binary from text: a NUL byte in the first 8000
 _OPAQUE = ("user.overlay.opaque", "trusted.overlay.opaque")

@@ -6,7 +6,6 @@ made (a figure of its cost, and what the benchmark reports).
 
 from __future__ import annotations
 
-import json
 import os
 
 from .tree import write_all
@@ -51,9 +50,13 @@ def write_durably(path: str, data: bytes, syncs: Syncs | None = None, *, mode: i
 
 
 def write_json(path: str, value, syncs: Syncs | None = None) -> None:
+    import json
+
     write_durably(path, json.dumps(value, indent=1, sort_keys=True).encode(), syncs)
 
 
 def read_json(path: str):
+    import json
+
     with open(path, "rb") as handle:
         return json.loads(handle.read())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 
@@ -17,6 +16,8 @@ def write_all(fd: int, data) -> None:
 
 def digest_fd(fd: int) -> str:
     """sha256 of what `fd` reads from its current offset on."""
+    import hashlib
+
     hasher = hashlib.sha256()
     while True:
         chunk = os.read(fd, CHUNK)
