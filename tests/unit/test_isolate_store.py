@@ -205,3 +205,24 @@ def test_recovery_completes_an_apply_whose_writes_were_all_done(world):
                    "ops": ops}, syncs)
     assert recover(state).rolled_forward == (run.id,)
     assert not os.path.exists(run.directory)
+
+
+def test_review_commands_work_on_the_last_run(world):
+    from ringfence.isolate import review
+
+    workspace, state = world
+    run, lock = create_run(state, workspace)
+    write_tree(run.upper, {"a": b"A\n", "new": b"n\n"})
+    finish_run(run, 0)
+    lock.release()
+    assert review.changes(state, workspace).lines() == ["M a", "A new"]
+    assert b"+A\n" in review.diff(state)
+    report = review.apply(state, workspace)
+    assert report.applied == ("a", "new")
+    with pytest.raises(RunNotFound):
+        review.changes(state, workspace)
+    second, lock = create_run(state, workspace)
+    lock.release()
+    finish_run(second, 0)
+    assert review.discard(state, workspace) == second.id
+    assert os.listdir(os.path.join(state, "runs")) == []
