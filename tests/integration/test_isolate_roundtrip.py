@@ -21,7 +21,9 @@ from isolate_scene import (as_git_sees, git_apply, new_base, overlay_ready, own_
 NAMES = ["a", "b.txt", "c d", "\u00e9", "x.bin", "e\\f", 'q"t']
 LINES = [b"alpha\n", b"beta\n", b"gamma\n", b"delta\r\n", b"\tindent\n", b"same\n", b"same\n"]
 FILE_MODES = [0o644, 0o755, 0o600]
-DIR_MODES = [0o755, 0o700]
+# A run may leave what its owner cannot read or list; capture must read them all the same.
+CHMOD_MODES = FILE_MODES + [0o200]
+DIR_MODES = [0o755, 0o700, 0o300]
 
 
 def contents():
@@ -101,7 +103,7 @@ def scenarios(draw):
         elif op == "touch":
             edits.append(["touch", draw(st.sampled_from(files))])
         elif op == "chmod":
-            edits.append(["chmod", draw(st.sampled_from(files)), draw(st.sampled_from(FILE_MODES))])
+            edits.append(["chmod", draw(st.sampled_from(files)), draw(st.sampled_from(CHMOD_MODES))])
         elif op == "chmod_dir":
             edits.append(["chmod", draw(st.sampled_from(dirs)), draw(st.sampled_from(DIR_MODES))])
         elif op == "delete":
@@ -177,12 +179,14 @@ def test_fixed_scenario_with_every_kind(user, overlay_ready):
     initial = {"a.txt": (b"one\ntwo\nthree\n", 0o644), "bin.dat": (b"\0\1\2" * 50, 0o644), "d/x": (b"x\n", 0o644),
                "d/sub/y": (b"y", 0o644), "link": ("symlink", "a.txt"), "mode.sh": (b"#!/bin/sh\n", 0o644),
                "t/f": (b"f\n", 0o644), "r/keep": (b"k\n", 0o644), "sp ace.txt": (b"s\n", 0o644),
-               "\u00e9.txt": (b"e\n", 0o644), "u": ("symlink", "x"), "file": (b"moves\n", 0o644)}
+               "\u00e9.txt": (b"e\n", 0o644), "u": ("symlink", "x"), "file": (b"moves\n", 0o644),
+               "locked/f": (b"f\n", 0o644)}
     edits = [["append", "a.txt", b"four\n".hex()], ["write", "new.bin", (b"\0" + bytes(range(256))).hex(), 0o755],
              ["chmod", "mode.sh", 0o755], ["delete", "bin.dat"], ["symlink", "link", "d/x"], ["move", "d", "e"],
              ["write", "t", b"now a file\n".hex(), 0o644], ["recreate", "r", "new", b"n\n".hex()],
              ["touch", "sp ace.txt"], ["write", "\u00e9.txt", b"E\n".hex(), 0o644], ["mkdir", "emptydir"],
-             ["write", "u", b"was a link\n".hex(), 0o644], ["move", "file", "moved-file"]]
+             ["write", "u", b"was a link\n".hex(), 0o644], ["move", "file", "moved-file"],
+             ["write", "locked/g", b"g\n".hex(), 0o644], ["chmod", "locked", 0o300], ["chmod", "a.txt", 0o200]]
     base = new_base(user, "isolate-")
     try:
         _round_trip(base, user, initial, edits)

@@ -196,10 +196,50 @@ def _xattr(path: str, names) -> bytes | None:
     return None
 
 
-def read_node(path: str, info: os.stat_result, *, workspace_side: bool = False) -> Node:
-    """The node at `path` (already lstat-ed as `info`), content hashed."""
+class ModeMemo:
+    """The modes the run gave upper-layer entries that capture had to make
+    readable (a file without u+r, a folder without u+rx): capture, diff and
+    apply read every entry whatever mode the run chose, and the run's mode
+    is what is reported and applied. The memo lives beside the upper layer
+    (`layers/modes`), where the run cannot write, one JSON line per entry,
+    each written before its chmod, so a second capture reports the same."""
+
+    def __init__(self, upper: str):
+        self.upper = upper
+        self.path = os.path.join(os.path.dirname(upper), "modes")
+        self.modes: dict[str, int] = {}
+        try:
+            with open(self.path, encoding="utf-8", errors="surrogateescape") as handle:
+                for line in handle:
+                    import json
+
+                    relative, mode = json.loads(line)
+                    self.modes[relative] = mode
+        except (OSError, ValueError):
+            pass
+
+    def mode(self, path: str, info: os.stat_result) -> int:
+        relative = os.path.relpath(path, self.upper)
+        if relative in self.modes:
+            return self.modes[relative]
+        mode = stat.S_IMODE(info.st_mode)
+        needed = 0o500 if stat.S_ISDIR(info.st_mode) else 0o400
+        if not (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode)) or mode & needed == needed:
+            return mode
+        import json
+
+        with open(self.path, "a", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(json.dumps([relative, mode]) + "\n")
+        self.modes[relative] = mode
+        os.chmod(path, mode | needed)
+        return mode
+
+
+def read_node(path: str, info: os.stat_result, *, workspace_side: bool = False, memo: ModeMemo | None = None) -> Node:
+    """The node at `path` (already lstat-ed as `info`), content hashed; an
+    upper-layer entry is made readable first (`memo`)."""
     kind = _kind(info.st_mode)
-    mode = stat.S_IMODE(info.st_mode)
+    mode = memo.mode(path, info) if memo is not None else stat.S_IMODE(info.st_mode)
     ident = identity(info) if workspace_side else None
     if kind == "symlink":
         return Node(kind, mode, info.st_size, None, os.readlink(path), False, ident)
@@ -239,6 +279,7 @@ class _Walk:
         self.protection = protection
         self.changes: list[Change] = []
         self.conflicts: dict[str, str] = {}
+        self.memo = ModeMemo(upper)
 
     def change(self, path: str, kind: ChangeKind, old: Node | None, new: Node | None):
         self.changes.append(Change(path, kind, old, new))
@@ -278,7 +319,7 @@ class _Walk:
             if lower_info is not None:
                 self.deleted_tree(path)
             return
-        new = read_node(upper_path, upper_info)
+        new = read_node(upper_path, upper_info, memo=self.memo)
         old = read_node(lower_path, lower_info, workspace_side=True) if lower_info is not None else None
         if new.kind == "dir":
             own_marker = _xattr(upper_path, _OPAQUE)
@@ -357,6 +398,7 @@ def read_changes(workspace: str, upper: str, stamp: int, *, run_id: str = "",
     """The changes the upper layer `upper` makes to `workspace`."""
     protection = protection or Protection()
     walk = _Walk(workspace, upper, stamp, protection)
+    walk.memo.mode(upper, os.lstat(upper))
     walk.folder("", False, _xattr(upper, _OPAQUE))
     changes = _find_renames(walk.changes)
     changes = sorted((change.replace(protected=protection.is_protected(change.path)
