@@ -27,7 +27,7 @@ from .._record import Record
 from ..errors import RingfenceError
 from .changeset import Change, Changeset, Conflict, Node, identity, load_changeset
 from .durable import Syncs
-from .errors import ApplyConflict
+from .errors import ApplyConflict, ApplyRefused
 from .journal import Content, ConvergeError, Journal, converge, open_folder, read_state, recover_journal
 
 
@@ -152,7 +152,7 @@ def plan(changeset: Changeset) -> tuple[list[dict], dict[str, str]]:
         for path, _old, new in _ops_of(change):
             current = read_state(changeset.workspace, path, with_digest=False)
             if current["kind"] == "other":
-                raise RingfenceError(f"{path} is now a special file in the workspace, which apply cannot back up",
+                raise ApplyRefused(f"{path} is now a special file in the workspace, which apply cannot back up",
                                      hint="move it away, then apply again")
             ops.append({"path": path, "pre": current, "post": _node_state(new)})
     return ops, refused

@@ -35,7 +35,7 @@ class ApplyConflict(RingfenceError):
 
 
 class ApplyRefused(RingfenceError):
-    """The changeset holds something apply cannot write exactly (a socket, a device)."""
+    """Apply cannot back up or write a path exactly (a socket or device in the way)."""
 
 
 class BundleRefused(RingfenceError):
