@@ -103,12 +103,13 @@ def parse(argv: list[str]):
                 positional.extend(rest[index + 1:])
                 break
         index += 1
-    if options.get("sandbox") and options["sandbox"] not in ("read-only", "workspace-write",
-                                                               "danger-full-access"):
-        raise UsageError(f"--sandbox {options['sandbox']!r}: use read-only, workspace-write or "
-                         "danger-full-access")
+    if options.get("sandbox"):
+        from .config.vocabulary import SANDBOX_MODES
+
+        if options["sandbox"] not in SANDBOX_MODES:
+            raise UsageError(f"--sandbox {options['sandbox']!r}: use " + ", ".join(SANDBOX_MODES))
     if "timeout" in options:
-        from .policy.limits import seconds_problem
+        from .config.quantities import seconds_problem
 
         text = options["timeout"]
         try:

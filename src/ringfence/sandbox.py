@@ -145,7 +145,7 @@ class Sandbox:
         if not command:
             raise ValueError("empty command")
         if timeout is not None:
-            from .policy.limits import seconds_problem
+            from .config.quantities import seconds_problem
 
             problem = seconds_problem(timeout)
             if problem:

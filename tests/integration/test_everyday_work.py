@@ -182,3 +182,24 @@ def test_a_program_in_the_hosts_tmp_is_not_found_and_says_why(scene):
         import shutil
 
         shutil.rmtree(folder)
+
+
+def test_sharing_the_hosts_tmp_works_beside_other_users_closed_folders(scene):
+    """With /tmp shared, the scan for protected names passes by folders there
+    that this user can neither list nor write (nothing can be planted in
+    them); its own folders are still scanned and protected."""
+    import tempfile
+
+    closed = tempfile.mkdtemp(prefix="rf-closed-", dir="/tmp")  # the suite's user's, not the scene's
+    os.chmod(closed, 0o711)
+    try:
+        scene.git("init", "-q")
+        scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                     '":slash_tmp" = "write"\n":project_roots" = { "." = "write" }\n')
+        marker = f"rf-shared-{os.getpid()}"
+        result = scene.sh(f"touch /tmp/{marker}")
+        assert result.returncode == 0, result.stderr
+        assert os.path.exists(f"/tmp/{marker}")
+        os.unlink(f"/tmp/{marker}")
+    finally:
+        os.rmdir(closed)

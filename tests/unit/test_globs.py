@@ -406,3 +406,4 @@ def test_an_unreachable_directory_is_never_cached_as_empty(tmp_path, monkeypatch
     assert scan(root, ["**/.env"], None, cache_dir=str(cache)) == []
     unlistable.clear()
     assert found(scan(root, ["**/.env"], None, cache_dir=str(cache))) == [os.path.join(root, "team", ".env")]
+

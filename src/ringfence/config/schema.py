@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from .._record import Record
 from ..errors import ConfigError
+from .quantities import MAX_PROCESSES, MAX_SECONDS, parse_memory, seconds_problem
+from .vocabulary import ACCESS_WORDS, APPROVAL_POLICIES, SANDBOX_MODES, TOKENS
 
-ACCESS_WORDS = {"read": "read", "write": "write", "none": "none", "deny": "none"}
-TOKENS = (":root", ":minimal", ":project_roots", ":workspace_roots", ":tmpdir", ":slash_tmp")
 GLOB_CHARS = "*?["
 
 # Keys Codex reads that have nothing to do with the sandbox. They are accepted
@@ -292,8 +292,6 @@ class FilesystemSpec(Spec):
 
 class Processes(Spec):
     def check(self, value, path, ctx):
-        from ..policy.limits import MAX_PROCESSES
-
         if value == "unlimited" or (isinstance(value, int) and not isinstance(value, bool)
                                     and 1 <= value <= MAX_PROCESSES):
             return ctx.setting(value, path)
@@ -303,8 +301,6 @@ class Processes(Spec):
 
 class Memory(Spec):
     def check(self, value, path, ctx):
-        from ..policy.limits import parse_memory
-
         if parse_memory(value) is None:
             raise ctx.error(path, f"{value!r} is not an amount of memory",
                             accepted='bytes as an integer, or a string such as "512M" or "2G", '
@@ -314,8 +310,6 @@ class Memory(Spec):
 
 class Seconds(Spec):
     def check(self, value, path, ctx):
-        from ..policy.limits import MAX_SECONDS, seconds_problem
-
         problem = seconds_problem(value)
         if problem:
             raise ctx.error(path, f"{value!r} {problem}", accepted=f"a number of seconds > 0 and <= {MAX_SECONDS}")
@@ -375,8 +369,6 @@ SANDBOX_WORKSPACE_WRITE = Table({
     "exclude_slash_tmp": Bool(),
 })
 
-SANDBOX_MODES = ("read-only", "workspace-write", "danger-full-access")
-APPROVAL_POLICIES = ("untrusted", "on-request", "on-failure", "never", "on-request-rule")
 RULE_DECISIONS = ("allow", "prompt", "forbidden")
 
 

@@ -285,7 +285,8 @@ def _scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=
             snapshot = snapshots.setdefault(root, {})
         matches = scan(root, patterns, max_depth,
                        skip=denied_without_exceptions if only_denies and denies_below else None,
-                       cache_dir=cache_dir, snapshot=snapshot, identities=identities, folded=folded)
+                       cache_dir=cache_dir, snapshot=snapshot, identities=identities, folded=folded,
+                       protection_only=all(entry.tier == TIER_PROTECTED for entry in entries))
         by_pattern: dict = {}
         for match in matches:
             by_pattern.setdefault(match.pattern, []).append(match)
@@ -653,7 +654,8 @@ def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
 
 def _limits(config, profile_limits: dict) -> Limits:
     """[limits], with the profile's own limits table winning key by key."""
-    from .limits import default_temporary_space, parse_memory
+    from ..config.quantities import parse_memory
+    from .limits import default_temporary_space
 
     table = dict(config.get("limits") or {})
     table.update(profile_limits)

@@ -352,7 +352,18 @@ def _unreachable(directory: str) -> bool:
         return False
 
 
-def _list_directory(directory, relative_dir, matcher, leaf=False):
+def _out_of_reach_for_writes(directory: str) -> bool:
+    """A directory this user can neither list nor write and does not own: a
+    protection scan may pass it by, since the sandbox (this user, without
+    capabilities) cannot create or change anything in it either. A secrets
+    scan may not: its files may still open by name."""
+    try:
+        return not os.access(directory, os.W_OK) and os.stat(directory).st_uid != os.geteuid()
+    except OSError:
+        return False
+
+
+def _list_directory(directory, relative_dir, matcher, leaf=False, protection_only=False):
     """Subdirectory names and (name, is_dir, is_link, pattern) matches of one
     directory. `leaf` says the directory is known to hold no subdirectory: its
     names alone are listed, and only the few candidates are stat'ed."""
@@ -367,7 +378,8 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
             with os.scandir(directory) as entries:
                 listing = list(entries)
     except OSError as exc:
-        if isinstance(exc, PermissionError) and _unreachable(directory):
+        if isinstance(exc, PermissionError) and (
+                _unreachable(directory) or (protection_only and _out_of_reach_for_writes(directory))):
             return [], None  # nothing to cache: a change of this user's groups would not show in its ctime
         raise PolicyError(
             f"glob scan failed: cannot list {directory}: {exc.strerror}",
@@ -392,7 +404,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
             if is_dir:
                 # Created since the directory was stat'ed: the fast path's
                 # premise no longer holds, so list it the careful way.
-                return _list_directory(directory, relative_dir, matcher)
+                return _list_directory(directory, relative_dir, matcher, protection_only=protection_only)
             target_is_dir = is_link and os.path.isdir(path)
             for pattern in matcher.match(name, relative_dir + name, target_is_dir):
                 matches.append((name, False, is_link, pattern))
@@ -416,7 +428,7 @@ def _list_directory(directory, relative_dir, matcher, leaf=False):
 
 
 def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache_dir: str | None = None,
-         snapshot: dict | None = None, identities: dict | None = None, folded=()):
+         snapshot: dict | None = None, identities: dict | None = None, folded=(), protection_only: bool = False):
     """Every entry under `root` whose relative path matches one of `patterns`.
 
     Fails closed: a directory that cannot be listed is an error, never a
@@ -427,7 +439,9 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     subdirectories, for `changed_since` after the run. `identities` receives
     (device, inode, ctime) of each directory that holds a match, as the scan
     saw it: masks are placed only if it is still the same directory, unchanged.
-    The patterns in `folded` match names whatever their case.
+    The patterns in `folded` match names whatever their case. With
+    `protection_only` (every pattern finds names to keep read-only), a folder
+    this user can neither list nor write is passed by.
     """
     import time
     import zlib
@@ -463,7 +477,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
             if matcher is None:
                 matcher = _Matcher(sorted(set(patterns) - folded), folded=folded)
             leaf = info.st_nlink == 2 and info.st_dev == leaf_device
-            subdirs, matches = _list_directory(directory, relative_dir, matcher, leaf)
+            subdirs, matches = _list_directory(directory, relative_dir, matcher, leaf, protection_only)
             if matches is None:  # unreachable for this user now: scanned again next time
                 cache.dirty = True
                 continue
