@@ -78,26 +78,26 @@ class World:
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     def plan(self):
-        from ringfence.linux.plan import plan_linux
+        from ringfence.backends.bwrap.plan import make_plan
         from ringfence.sandbox import load_policy
 
         policy = load_policy(self.ws, home=self.home, env=self.env)
-        return policy, plan_linux(policy, ["true"], cwd=self.ws, env_result=policy.environment.apply(self.env))
+        return policy, make_plan(policy, ["true"], cwd=self.ws, env_result=policy.environment.apply(self.env))
 
     def raw_command(self, naive_masks: bool = False) -> tuple[str, list[str]]:
         """A shell command running bwrap exactly as ringfence would, and the
         placeholders it needs to exist (ringfence creates them per run). With
         `naive_masks`, every mask is a bwrap --ro-bind, as stock bwrap would do it."""
         policy, plan = self.plan()
-        if naive_masks and plan.helper_masks:
-            from ringfence.linux.bwrap import bwrap_argv
+        if naive_masks and plan.helper is not None:
+            from ringfence.backends.bwrap.argv import bwrap_argv
 
             plan = plan.replace(argv=bwrap_argv(plan.bwrap.path, plan.mounts, network_isolated=plan.network_isolated,
                                                 cwd=self.ws, command=["true"], mask_file=plan.mask_file))
         program = os.path.join(self.base, "seccomp.bpf")
         with open(program, "wb") as handle:
             handle.write(plan.seccomp_program)
-        from ringfence.launcher.run import ensure_mask_file
+        from ringfence.backends.bwrap.run import ensure_mask_file
 
         ensure_mask_file(plan.mask_file)
         placeholders = [path for path, _ in plan.placeholders]
@@ -268,8 +268,8 @@ def main():
                                   masked_world.ws))
         _, plan = masked_world.plan()
         print(f"\n2. {options.masked} glob-denied files in a {options.files}-file workspace "
-              f"({len(plan.helper_masks) + (1 if plan.helper_source else 0)} masks, "
-              f"{'mask helper' if plan.helper_masks else 'bwrap binds'})")
+              f"({len(plan.helper.masks) if plan.helper else plan.mounts.count('mask-file')} masks, "
+              f"{'mask helper' if plan.helper else 'bwrap binds'})")
         print(f"   ringfence run, cold scan   {cold[2] * 1000:7.1f} ms  (mean {cold[0] * 1000:.1f}, "
               f"sd {cold[1] * 1000:.1f})   target <= 300 ms   first run in this workspace")
         print(f"   ringfence run, warm scan   {warm['ringfence CLI'][2] * 1000:7.1f} ms  (mean "

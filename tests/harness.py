@@ -123,7 +123,7 @@ def open_for_test_user() -> list[tuple[str, int]]:
 def bwrap_problem() -> str | None:
     sys.path.insert(0, SRC)
     from ringfence.errors import RingfenceError
-    from ringfence.linux.bwrap import locate_bwrap
+    from ringfence.backends.bwrap.locate import locate_bwrap
 
     try:
         locate_bwrap()

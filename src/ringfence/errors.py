@@ -3,7 +3,7 @@
 Exit statuses follow the convention of `env`, `timeout` and container
 runtimes, so that they are never confused with the command's own status:
 125 the sandbox could not be built, 126 the command cannot be run, 127 the
-command was not found.
+command was not found; 124 a timeout ended the run, 130 an interruption.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 SANDBOX_FAILED = 125
 COMMAND_NOT_RUNNABLE = 126
 COMMAND_NOT_FOUND = 127
+# As timeout(1) and a shell's Ctrl-C report them.
+TIMED_OUT = 124
+INTERRUPTED = 130
 
 
 class RingfenceError(Exception):

@@ -12,41 +12,28 @@ def _decision_word(decision) -> str:
     return "private" if decision.private else decision.access
 
 
-def _backend(policy) -> dict:
-    if not policy.sandboxed:
-        return {"name": "none", "detail": "danger-full-access: no sandbox"}
-    from .errors import RingfenceError
-    from .linux.bwrap import locate_bwrap
-    from .state import state_dir
-
-    try:
-        bwrap = locate_bwrap(untrusted_roots=policy.filesystem.writable_roots(),
-                             cache_dir=os.path.join(state_dir(policy.home), "cache"))
-    except RingfenceError as exc:
-        return {"name": "bwrap", "error": str(exc)}
-    return {"name": "bwrap", "path": bwrap.path, "version": ".".join(map(str, bwrap.version)),
-            "origin": bwrap.origin}
-
-
-def _limits(policy) -> dict:
-    from .linux.limits import choose, counter_shares
-
-    mechanism = choose(policy.limits)
-    return {"processes": policy.limits.processes, "memory": policy.limits.memory,
+def _limits(policy, backend) -> dict:
+    data = {"processes": policy.limits.processes, "memory": policy.limits.memory,
             "cpu_time": policy.limits.cpu_time, "timeout": policy.limits.timeout,
             "set_by": dict(policy.limits.origins), "summary": policy.limits.describe(),
-            "process_cap_enforced_by": mechanism.processes, "enforcement": mechanism.detail,
-            "temporary_space": policy.limits.temporary_space,
-            "memory_enforced_by": "RLIMIT_AS per process" + (f", and {mechanism.memory} for the whole run "
-                                                              "(its temporary files included)"
-                                                              if mechanism.memory else ""),
-            "cpu_time_enforced_by": "RLIMIT_CPU per process",
-            "shared_counters": dict(counter_shares()),
-            "shared_rlimits": "half of this user's RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE"}
+            "temporary_space": policy.limits.temporary_space}
+    data.update(backend.limits(policy))
+    return data
 
 
-def status_data(policy) -> dict:
+def _backend_for(policy, backend):
+    if backend is None and policy.sandboxed:
+        from .backends import select_backend
+
+        backend = select_backend()
+    return backend
+
+
+def status_data(policy, backend=None) -> dict:
+    """Everything `status` shows; `backend` is the one a run would use."""
+    backend = _backend_for(policy, backend)
     fs = policy.filesystem
+    unenforceable = backend.check(policy) if backend is not None else ()
     env = policy.environment.apply(os.environ)
     data = {
         "profile": policy.profile,
@@ -57,7 +44,8 @@ def status_data(policy) -> dict:
         "project_trusted": policy.project_trusted,
         "config_files": list(policy.sources),
         "ignored_keys": list(policy.ignored_keys),
-        "backend": _backend(policy),
+        "backend": backend.describe(policy) if backend is not None else
+        {"name": "none", "detail": "danger-full-access: no sandbox"},
         "network": {"mode": policy.network.mode, "rule": policy.network.origin,
                     "domains": [list(d) for d in policy.network.domains]},
         "filesystem": [
@@ -65,8 +53,8 @@ def status_data(policy) -> dict:
              "rule": rule.label, "origin": rule.origin, "kind": rule.kind}
             for rule in fs.winning_rules()],
         "caps": [{"path": cap.path, "max_access": cap.access, "rule": cap.rule.label} for cap in fs.caps],
-        "protected": [{"path": path, "kind": kind, "exists": exists, "rule": label}
-                      for path, kind, exists, label in fs.protected],
+        "protected": [{"path": entry.path, "kind": entry.kind, "exists": entry.exists, "rule": entry.label}
+                      for entry in fs.protected],
         "globs": [{"root": g.root, "pattern": g.pattern, "access": g.access, "rule": g.label,
                    "origin": g.origin, "matched_at_start": len(g.matches), "max_depth": g.max_depth}
                   for g in fs.globs],
@@ -75,18 +63,19 @@ def status_data(policy) -> dict:
                         "default_excludes": not policy.environment.ignore_default_excludes,
                         "dropped": [{"name": name, "reason": reason} for name, reason in env.dropped],
                         "set_by_ringfence": [name for name, _ in policy.environment.added]},
-        "limits": _limits(policy),
+        "limits": _limits(policy, backend) if backend is not None else {"summary": ["none (no sandbox)"]},
         "approval_policy": policy.approval_policy,
         "command_rules": [{"prefix": " ".join(r.prefix), "decision": r.decision, "origin": r.origin}
                           for r in policy.commands.rules],
         "builtin_protections": [{"protection": what, "opt_out": how} for what, how in policy.builtins],
-        "refusals": [{"message": refusal.message, "hint": refusal.hint} for refusal in policy.refusals],
+        "refusals": [{"message": refusal.message, "hint": refusal.hint} for refusal in policy.refusals]
+        + [{"message": item.message(), "hint": item.hint} for item in unenforceable],
     }
     return data
 
 
-def status(policy, *, as_json: bool) -> int:
-    data = status_data(policy)
+def status(policy, *, as_json: bool, backend=None) -> int:
+    data = status_data(policy, backend)
     if as_json:
         import json
 
@@ -103,11 +92,13 @@ def status(policy, *, as_json: bool) -> int:
     add(f"profile        {data['profile']}   (chosen by {data['chosen_by']})")
     backend = data["backend"]
     if "error" in backend:
-        add(f"backend        bwrap: UNAVAILABLE: {backend['error']}")
+        add(f"backend        {backend['name']}: UNAVAILABLE: {backend['error']}")
     elif backend["name"] == "none":
         add("backend        NONE: danger-full-access runs commands without a sandbox")
+    elif "version" in backend:
+        add(f"backend        {backend['name']} {backend['version']} ({backend['origin']}: {backend['path']})")
     else:
-        add(f"backend        bwrap {backend['version']} ({backend['origin']}: {backend['path']})")
+        add(f"backend        {backend['name']}: {backend.get('detail', '')}")
     trust = "trusted" if data["project_trusted"] else "untrusted: its config may only tighten"
     add(f"project root   {', '.join(data['project_roots'])} ({trust})")
     add(f"config files   {', '.join(data['config_files']) or '(none)'}")
@@ -143,6 +134,9 @@ def status(policy, *, as_json: bool) -> int:
     add("  set by ringfence: " + ", ".join(env["set_by_ringfence"]))
     limits = data["limits"]
     add(f"limits         {', '.join(limits['summary'])}")
+    if "enforcement" not in limits:
+        limits = dict(limits, enforcement="nothing", memory_enforced_by="nothing", cpu_time_enforced_by="nothing",
+                      shared_counters={}, shared_rlimits="nothing", temporary_space=0)
     add(f"  process cap enforced by: {limits['enforcement']}")
     add(f"  memory: {limits['memory_enforced_by']}; cpu time: {limits['cpu_time_enforced_by']}")
     counters = ", ".join(f"{name.removeprefix('max_')} {value}" for name, value in limits["shared_counters"].items())

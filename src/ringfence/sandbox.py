@@ -8,9 +8,6 @@ from .errors import CommandRefused, PolicyError, RingfenceError
 from .events import EventLog
 from .policy.commands import FORBIDDEN
 
-_SHIM_NAME = "setsid"
-
-
 def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode: str | None = None,
                 permissions: str | None = None, config_files=(), overrides=(), read_user_config: bool = True,
                 env: dict | None = None):
@@ -62,55 +59,41 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     return policy
 
 
-def _find_shim(env: dict, filesystem) -> str | None:
-    for directory in env.get("PATH", os.defpath).split(os.pathsep):
-        candidate = os.path.join(directory, _SHIM_NAME)
-        if os.path.isabs(candidate) and os.access(candidate, os.X_OK):
-            if filesystem.access(candidate).access != "none":
-                return candidate
-    for candidate in ("/usr/bin/setsid", "/bin/setsid"):
-        if os.access(candidate, os.X_OK) and filesystem.access(candidate).access != "none":
-            return candidate
-    return None
-
-
-def _ensure_own_directories(policy, state: str):
-    """ringfence's state and configuration directories must exist before the
-    mounts are planned: a missing one could be created by the sandbox, with
-    contents ringfence would trust on the next start."""
-    from .config import user_config_dir
-
-    for path in (state, user_config_dir(policy.home)):
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    os.chmod(state, 0o700)  # it names the secrets it masks
-
-
 class Sandbox:
-    """Runs commands under one policy.
+    """Runs commands under one policy, through one backend.
 
     >>> outcome = Sandbox(load_policy("/path/to/project")).run(["pytest"], capture_output=True)
     >>> outcome.exit_code, outcome.stdout
+
+    `backend` is chosen for the machine when not given (tests pass a
+    `ringfence.backends.fake.FakeBackend`).
     """
 
-    def __init__(self, policy=None, **load_options):
+    def __init__(self, policy=None, *, backend=None, **load_options):
         from .policy import Policy
 
         if policy is not None and not isinstance(policy, Policy):
             raise TypeError(f"Sandbox takes a Policy (from load_policy), not {type(policy).__name__}: "
                             "Sandbox(load_policy(path)) or Sandbox(cwd=path)")
         self.policy = policy if policy is not None else load_policy(**load_options)
-        self._reuse: dict = {}
-        self._placeholders = None
+        if backend is None and self.policy.sandboxed:
+            from .backends import select_backend
+
+            backend = select_backend()
+        self.backend = backend
+        self._refusal = None
         fs = self.policy.filesystem
-        self._known_protected = {cap.path for cap in fs.caps} | {path for path, _kind, exists, _label in fs.protected
-                                                                   if exists}
+        self._known_protected = {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+        if backend is not None:
+            import weakref
+
+            weakref.finalize(self, backend.close)
 
     def close(self):
-        """Remove the placeholders this sandbox keeps between runs (also done at
-        exit, and by the next run anywhere if this process is killed)."""
-        if self._placeholders is not None:
-            self._placeholders.release()
-            self._placeholders = None
+        """Release what the backend keeps between runs (placeholders); also done
+        at exit, and by the next run anywhere if this process is killed."""
+        if self.backend is not None:
+            self.backend.close()
 
     def __enter__(self):
         return self
@@ -118,15 +101,13 @@ class Sandbox:
     def __exit__(self, *exc):
         self.close()
 
-    def _holder(self, state: str):
-        if self._placeholders is None:
-            import weakref
-
-            from .launcher.placeholders import Placeholders
-
-            self._placeholders = Placeholders(state)
-            weakref.finalize(self, self._placeholders.release)
-        return self._placeholders
+    def unenforceable(self) -> tuple:
+        """What keeps this policy from running as it stands: the policy's own
+        refusals, then what this backend cannot enforce (both as data)."""
+        found = tuple(self.policy.refusals)
+        if self.backend is not None and self.policy.sandboxed:
+            found += tuple(PolicyError(item.message(), hint=item.hint) for item in self.backend.check(self.policy))
+        return found
 
     def check(self, command):
         """The command-rule decision for `command`, without running it."""
@@ -136,7 +117,7 @@ class Sandbox:
             stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
             events: EventLog | None = None, keep_placeholders: bool = True):
-        from .launcher.run import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
+        from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         if isinstance(command, (str, bytes)):
             raise TypeError("the command is a list of arguments, not one string: "
@@ -151,9 +132,10 @@ class Sandbox:
             if problem:
                 raise ValueError(f"timeout={timeout!r} {problem}: give a number of seconds")
         policy = self.policy
-        if policy.refusals:
-            first = policy.refusals[0]
-            more = len(policy.refusals) - 1
+        if self._refusal is None:
+            self._refusal = self.unenforceable()
+        if self._refusal:
+            first, more = self._refusal[0], len(self._refusal) - 1
             raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
                               hint=first.hint)
         events = events or EventLog(path=events_path)
@@ -177,35 +159,19 @@ class Sandbox:
         else:
             stdin_mode = DEVNULL if capture_output else INHERIT
         output_mode = CAPTURE if capture_output else INHERIT
-        io = IOSpec(stdin_mode, input, output_mode, output_mode, tty, tuple(pass_fds))
+        io = IOSpec(stdin=stdin_mode, input=input, stdout=output_mode, stderr=output_mode, tty=tty,
+                    pass_fds=tuple(pass_fds))
         if not policy.sandboxed:
             from .launcher.unsandboxed import run_unsandboxed
 
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
-        if policy.network.mode == "limited":
-            raise PolicyError(
-                "the profile allows the network only to listed domains, which needs the egress proxy; "
-                "this version has none, and ringfence will not run with a weaker boundary",
-                hint="use network enabled = true without domains (full network), or leave it off")
-        from .launcher.run import recover_leftovers, run_plan
-        from .linux.plan import plan_linux
-        from .state import state_dir
-
-        state = state_dir(policy.home)
-        recover_leftovers(state, events)
-        _ensure_own_directories(policy, state)
-        shim = None
-        if tty and os.isatty(0) and (stdin_mode == INHERIT):
-            shim = _find_shim(env_result.env, policy.filesystem)
-        plan = plan_linux(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim, reuse=self._reuse)
-        if plan.limits_mechanism.processes is None and policy.limits.processes is not None:
-            events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
+        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
-        outcome = run_plan(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
-                           placeholders=self._holder(state) if keep_placeholders else None)
-        from .launcher.run import report_new_protected
+        outcome = self.backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
+                                   keep=keep_placeholders)
+        from .launcher.created import report_new_protected
 
         if report_new_protected(policy, self._known_protected, events):
             outcome = outcome.replace(events=tuple(events.events))

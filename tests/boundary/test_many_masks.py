@@ -78,7 +78,7 @@ assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0  # MS_REC | 
 source = os.path.join(work, "empty").encode()
 assert libc.mount(source, source, None, 4096, None) == 0
 assert libc.mount(None, source, None, 4096 | 32 | 1, None) == 0  # MS_BIND | MS_REMOUNT | MS_RDONLY
-maskhelper.mask_all(libc, source, [(work.encode(), b"-", n) for n in (b"link", b"secret")], classic)
+maskhelper.mask_all(libc, {b"f": source}, [(b"f", work.encode(), b"-", n) for n in (b"link", b"secret")], classic)
 seen = [open(os.path.join(work, n)).read() for n in ("secret", "link", "target")]
 try:
     open(os.path.join(work, "secret"), "w").write("overwritten")
@@ -98,7 +98,7 @@ def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
     import subprocess
     import sys
 
-    import ringfence.linux.maskhelper as helper
+    import ringfence.backends.bwrap.maskhelper as helper
 
     (tmp_path / "secret").write_text("s3cret")
     (tmp_path / "target").write_text("elsewhere")
@@ -111,3 +111,30 @@ def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
     assert ast.literal_eval(result.stdout.strip()) == ["", "", "elsewhere", "read-only"]
     assert (tmp_path / "secret").read_text() == "s3cret"  # host side: the file itself is untouched
     assert (tmp_path / "link").is_symlink()
+
+
+def test_many_placeholders_are_placed_by_the_helper_and_hold(scene):
+    """Past a few dozen masks and placeholders the mask helper places them:
+    a protected name it stands in for still cannot be created, written into
+    or renamed away, and is gone after the run."""
+    names = [f".tool{index}/" for index in range(40)] + [f".conf{index}" for index in range(20)]
+    scene.git("init", "-q")
+    for index in range(10):
+        scene.write(f"ws/keys/k{index}.secret", "s3cret\n")
+    scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                 '":project_roots" = { "." = "write", "**/*.secret" = "none" }\n'
+                 "[protection]\nmetadata = [" + ", ".join(f'"{name}"' for name in names) + "]\n")
+    attack = ("mkdir -p .tool7 && echo evil > .tool7/run.sh; echo evil > .conf3/x; rmdir .tool9; mv .tool11 moved; "
+              "cat keys/k1.secret; ls -d .tool* | wc -l")
+    control = scene.sh(attack, sandbox=False)
+    assert scene.exists("ws/.tool7/run.sh"), control.stderr
+    import shutil
+
+    for leftover in (".tool7", ".conf3", "moved"):
+        shutil.rmtree(os.path.join(scene.ws, leftover), ignore_errors=True)
+    result = scene.sh(attack)
+    assert "s3cret" not in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "40", result.stdout + result.stderr  # all there, inside
+    assert not scene.exists("ws/.tool7/run.sh") and not scene.exists("ws/moved")
+    assert not [name for name in os.listdir(scene.ws) if name.startswith((".tool", ".conf"))], \
+        "the placeholders are gone after the run"

@@ -72,7 +72,7 @@ def test_dev_itself_is_read_only(scene):
 
 
 def test_a_memory_limit_bounds_a_root_run_with_its_temporary_files(root_scene):
-    from ringfence.linux.limits import memory_parents
+    from ringfence.backends.linux.limits import memory_parents
 
     must_have(bool(memory_parents()), "root runs use a memory cgroup: needs the memory controller")
     scene = root_scene

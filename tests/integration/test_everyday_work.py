@@ -184,22 +184,20 @@ def test_a_program_in_the_hosts_tmp_is_not_found_and_says_why(scene):
         shutil.rmtree(folder)
 
 
-def test_sharing_the_hosts_tmp_works_beside_other_users_closed_folders(scene):
-    """With /tmp shared, the scan for protected names passes by folders there
-    that this user can neither list nor write (nothing can be planted in
-    them); its own folders are still scanned and protected."""
-    import tempfile
-
-    closed = tempfile.mkdtemp(prefix="rf-closed-", dir="/tmp")  # the suite's user's, not the scene's
+def test_a_writable_folder_holding_other_users_closed_folders_works(scene):
+    """A shared writable folder (the host's /tmp, say) holds other users'
+    folders: the scan for protected names passes by those this user can
+    neither list nor write (nothing can be planted in them)."""
+    shared = scene.mkdir("outside/shared")
+    closed = os.path.join(shared, "someone-elses")
+    os.mkdir(closed)  # the suite's user's, not the scene's (as nobody: another user's)
     os.chmod(closed, 0o711)
+    os.chmod(shared, 0o1777)
     try:
         scene.git("init", "-q")
-        scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
-                     '":slash_tmp" = "write"\n":project_roots" = { "." = "write" }\n')
-        marker = f"rf-shared-{os.getpid()}"
-        result = scene.sh(f"touch /tmp/{marker}")
+        scene.config(f'[sandbox_workspace_write]\nwritable_roots = ["{shared}"]\n')
+        result = scene.sh(f"touch {shared}/written")
         assert result.returncode == 0, result.stderr
-        assert os.path.exists(f"/tmp/{marker}")
-        os.unlink(f"/tmp/{marker}")
+        assert scene.exists("outside/shared/written")
     finally:
-        os.rmdir(closed)
+        os.chmod(closed, 0o755)

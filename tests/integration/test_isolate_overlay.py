@@ -71,7 +71,7 @@ def test_a_failed_mount_says_what_failed(base, user):
 
 def test_bwrap_overlay_arguments_mount_it(base, user, sandbox_available):
     from ringfence.isolate.overlay import bwrap_overlay_args, probe_overlay
-    from ringfence.linux.bwrap import locate_bwrap
+    from ringfence.backends.bwrap.locate import locate_bwrap
 
     bwrap = locate_bwrap().path
     support = probe_overlay(base, bwrap=bwrap)

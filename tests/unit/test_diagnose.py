@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ringfence.linux.diagnose import findings, in_container
+from ringfence.backends.linux.diagnose import findings, in_container
 
 
 def host(tmp_path, files: dict) -> str:

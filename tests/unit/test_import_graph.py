@@ -18,7 +18,10 @@ LAYERS = [
     ("launcher", ("ringfence.launcher",)),
     ("beside a run", ("ringfence.proxy", "ringfence.isolate", "ringfence.approval")),
     ("backends", ("ringfence.backends",)),
-    ("api", ("ringfence.sandbox", "ringfence.report", "ringfence.cli", "ringfence.__main__")),
+    ("api", ("ringfence.sandbox",)),
+    ("reports", ("ringfence.report",)),
+    ("cli", ("ringfence.cli",)),
+    ("entry point", ("ringfence.__main__",)),
 ]
 
 
@@ -47,10 +50,15 @@ def imports_of(module: str, path: str, is_package: bool) -> set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found.add(target)
-            for alias in node.names:  # `from . import signals` names a module
-                found.add(f"{target}.{alias.name}")
+            submodules = [f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES]
+            # `from . import fds` imports the module fds (its package is
+            # already loading); `from . import Policy` takes a name from it.
+            found.update(submodules if submodules and len(submodules) == len(node.names) else [target])
+            found.update(submodules)
     return {name for name in found if name == "ringfence" or name.startswith("ringfence.")}
+
+
+MODULES = {name for name, _path, _package in module_names()}
 
 
 def graph():

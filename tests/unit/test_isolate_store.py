@@ -21,7 +21,8 @@ from ringfence.isolate.durable import Syncs
 from ringfence.isolate.errors import IsolationUnavailable, RunBusy, RunNotFound
 from ringfence.isolate.journal import Content, Journal, converge, read_state
 from ringfence.isolate.recovery import recover
-from ringfence.isolate.store import create_run, discard_run, finish_run, last_run, list_runs, open_run
+from ringfence.isolate.recovery import discard_run
+from ringfence.isolate.store import create_run, finish_run, last_run, list_runs, open_run
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_a_filesystem_without_user_xattrs_or_on_nfs_is_refused(world, monkeypatc
 
 
 def test_the_probe_speaks_in_data(tmp_path):
-    from ringfence.linux.bwrap import locate_bwrap
+    from ringfence.backends.bwrap.locate import locate_bwrap
 
     support = overlay.probe_overlay(str(tmp_path), bwrap=locate_bwrap().path)
     assert support.kernel_ok == (overlay.kernel_release()[1] >= (5, 11))

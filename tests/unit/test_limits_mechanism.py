@@ -10,7 +10,7 @@ import time
 import pytest
 
 from ringfence.errors import PolicyError
-from ringfence.linux import limits
+from ringfence.backends.linux import limits
 from ringfence.policy.limits import Limits
 
 
@@ -64,10 +64,9 @@ def test_root_without_any_pids_cgroup_refuses_an_explicit_cap(monkeypatch):
     monkeypatch.setattr(os, "getuid", lambda: 0)
     default = limits.choose(Limits())
     assert default.processes is None and "not enforced" in default.detail
-    limits.check_enforceable(Limits(), default)  # the built-in cap is reported, not fatal
-    with pytest.raises(PolicyError) as info:
-        limits.check_enforceable(Limits(processes=64, processes_explicit=True), default)
-    assert "cgroup.subtree_control" in info.value.hint
+    assert limits.unenforceable(Limits(), default) == []  # the built-in cap is reported, not refused
+    [(what, _why, fix)] = limits.unenforceable(Limits(processes=64, processes_explicit=True), default)
+    assert "processes = 64" in what and "cgroup.subtree_control" in fix
 
 
 def test_a_run_group_is_made_under_the_chosen_parent(tmp_path, monkeypatch):

@@ -9,8 +9,10 @@ import os
 import pytest
 
 from ringfence.config import load_config
-from ringfence.linux.bwrap import SECCOMP_FD, STATUS_FD, bwrap_argv, mount_args, namespace_args
-from ringfence.linux.mounts import MASK_DIR, PLACEHOLDER, build_mount_plan
+from ringfence.backends.bwrap import fds
+from ringfence.backends.bwrap.argv import bwrap_argv, mount_args, namespace_args
+from ringfence.backends.bwrap.mounts import MASK_DIR, PLACEHOLDER, build_mount_plan
+from ringfence.backends.bwrap.plan import HelperJob
 from ringfence.policy import build_policy
 
 MASK = "/MASK"
@@ -258,8 +260,8 @@ def test_bwrap_argv_puts_the_command_after_everything(planned):
     head = argv[:separator]
     assert head[1:1 + len(namespace_args(True))] == namespace_args(True)
     assert find(head, "--chdir", planned["scene"].ws) >= 0
-    assert find(head, "--seccomp", str(SECCOMP_FD)) >= 0
-    assert find(head, "--json-status-fd", str(STATUS_FD)) >= 0
+    assert find(head, "--seccomp", str(fds.SECCOMP)) >= 0
+    assert find(head, "--json-status-fd", str(fds.STATUS)) >= 0
     assert head[1 + len(namespace_args(True))] == "--clearenv"
     assert find(head, *planned["args"]) == 2 + len(namespace_args(True))
 
@@ -272,9 +274,10 @@ def test_the_command_environment_travels_as_bwrap_options(planned):
     assert find(head, "--setenv", "LD_PRELOAD", "/ws/evil.so") > head.index("--clearenv")
     assert find(head, "--setenv", "PATH", "/usr/bin") > 0
     # With the mask helper, which runs with the capability to mount, none of it.
+    job = HelperJob(masks=("/ws/a",), placeholders=(), identities={}, empty_folder="/E",
+                    command=["/usr/bin/python3", "-I", "-S", "/dev/fd/7", "5", "6", "3"])
     helper = bwrap_argv("/usr/bin/bwrap", planned["plan"], network_isolated=True, cwd=planned["scene"].ws,
-                        command=["true"], mask_file=MASK, env=env, helper_masks=("/ws/a",),
-                        helper_command=["/usr/bin/python3", "-I", "-S", "/dev/fd/7"])
+                        command=["true"], mask_file=MASK, env=env, helper=job)
     assert "--setenv" not in helper and "--clearenv" in helper
 
 

@@ -3,7 +3,7 @@ ringfence made (same device and inode), whatever has happened since."""
 
 import os
 
-from ringfence.launcher.placeholders import Placeholders, _read_record
+from ringfence.backends.bwrap.placeholders import Placeholders, _read_record
 
 
 def test_paths_with_newlines_and_odd_bytes_round_trip(tmp_path):

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from ringfence.errors import BackendUnavailable
-from ringfence.linux import seccomp
+from ringfence.backends.linux import seccomp
 
 # From libseccomp's seccomp.h (enum scmp_compare and the action encoding),
 # written out here so that a wrong constant in the module is caught.

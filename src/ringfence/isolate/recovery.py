@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 
 from .._record import Record
+from ..errors import RingfenceError
+from .journal import Journal, recover_journal
+from .overlay import clean_workdir
+from .store import Run, RunLock, load_run, remove_run, run_ids, runs_dir, save_run, try_lock
 
 
 class RecoveryReport(Record):
@@ -41,10 +45,6 @@ def recover_run(directory: str, *, locked: bool = False) -> str | None:
     `locked`, else taken here; None when a live process holds it). Returns
     what was done: "rolled_back", "rolled_forward", "removed",
     "interrupted" or "" for nothing."""
-    from .journal import Journal, recover_journal
-    from .overlay import clean_workdir
-    from .store import load_run, remove_run, save_run, try_lock
-
     lock = None
     if not locked:
         lock = try_lock(directory)
@@ -71,9 +71,6 @@ def recover_run(directory: str, *, locked: bool = False) -> str | None:
 
 def recover(state: str) -> RecoveryReport:
     """Recover every run in `<state>/runs` that no live process holds."""
-    from ..errors import RingfenceError
-    from .store import run_ids, runs_dir
-
     found = {"rolled_back": [], "rolled_forward": [], "interrupted": [], "removed": []}
     failed = []
     for run_id in run_ids(state):
@@ -86,3 +83,11 @@ def recover(state: str) -> RecoveryReport:
             found[outcome].append(run_id)
     return RecoveryReport(tuple(found["rolled_back"]), tuple(found["rolled_forward"]), tuple(found["interrupted"]),
                           tuple(found["removed"]), tuple(failed))
+
+
+def discard_run(run: Run) -> None:
+    """Throw the run's changes away: its upper and work directories, capture and record."""
+    with RunLock(run.directory):
+        # An apply cut short must be put right first, or its backups would go with the run.
+        if recover_run(run.directory, locked=True) not in ("removed", "rolled_forward"):
+            remove_run(run.directory)

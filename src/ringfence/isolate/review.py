@@ -47,7 +47,7 @@ def apply(state: str, workspace: str | None = None, *, run_id: str | None = None
 
 def discard(state: str, workspace: str | None = None, *, run_id: str | None = None) -> str:
     """Remove the run and its layers; returns its id."""
-    from .store import discard_run
+    from .recovery import discard_run
 
     run = _run(state, workspace, run_id)
     discard_run(run)

@@ -284,13 +284,3 @@ def remove_run(run_directory: str) -> None:
     except OSError as exc:
         if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY):
             raise
-
-
-def discard_run(run: Run) -> None:
-    """Throw the run's changes away: its upper and work directories, capture and record."""
-    from .recovery import recover_run
-
-    with RunLock(run.directory):
-        # An apply cut short must be put right first, or its backups would go with the run.
-        if recover_run(run.directory, locked=True) not in ("removed", "rolled_forward"):
-            remove_run(run.directory)

@@ -1,8 +1,11 @@
 """Watch one spawned sandbox until it ends: relay I/O, forward signals,
-enforce the timeout, and read bwrap's status pipe.
+enforce the timeout, and read the backend's status pipe, if it has one.
 
 Everything is one poll loop over descriptors (the process's pidfd included),
-so it works from any thread and needs no SIGCHLD handler.
+so it works from any thread and needs no SIGCHLD handler. What a backend's
+status pipe says (the sandbox's first process, the command's exit code) is
+read by a parser the backend gives; without one, the exit code is the
+spawned process's own.
 """
 
 from __future__ import annotations
@@ -10,20 +13,21 @@ from __future__ import annotations
 import errno
 import os
 import select
-from . import signals as signal
 import time
+
+from . import signals
 
 from .terminal import TerminalFilter, copy_window_size, foreground_group
 
 GRACE_SECONDS = 3.0
 DRAIN_SECONDS = 2.0
-TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+TERMINATING = (signals.SIGINT, signals.SIGTERM, signals.SIGHUP, signals.SIGQUIT)
 
 
 class Supervised:
     """What the loop observed: the command's status and anything captured."""
 
-    __slots__ = ("exit_code", "wait_status", "stdout", "stderr", "reason", "started", "status_text")
+    __slots__ = ("exit_code", "wait_status", "stdout", "stderr", "reason")
 
     def __init__(self):
         self.exit_code = None
@@ -31,12 +35,10 @@ class Supervised:
         self.stdout = None
         self.stderr = None
         self.reason = "exited"
-        self.started = False
-        self.status_text = ""
 
 
 class Supervisor:
-    def __init__(self, pid: int, *, status_fd: int | None = None, initial_status: bytes = b"",
+    def __init__(self, pid: int, *, status_fd: int | None = None, initial_status: bytes = b"", status_parser=None,
                  stdout_fd: int | None = None,
                  stderr_fd: int | None = None, input_fd: int | None = None, input_data: bytes = b"",
                  pty_master: int | None = None, pty_output: int | None = None,
@@ -48,6 +50,7 @@ class Supervisor:
         pty of its own, the sandbox still never holds the user's terminal."""
         self.pid = pid
         self.status_fd = status_fd
+        self.status_parser = status_parser
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
         self.input_fd = input_fd
@@ -70,6 +73,9 @@ class Supervisor:
         self._status = initial_status
         if initial_status:
             self._parse_status()
+        if status_parser is None:
+            # The spawned process is the command itself, leading its own session.
+            self.sandbox_pid = pid
         self._out: list[bytes] = []
         self._err: list[bytes] = []
 
@@ -77,7 +83,7 @@ class Supervisor:
 
     def forward(self, signum: int):
         """Called from a signal handler in the CLI: pass the signal on."""
-        if signum == getattr(signal, "SIGWINCH", None):
+        if signum == signals.SIGWINCH:
             if self.pty_master is not None and self.pty_output is not None:
                 copy_window_size(self.pty_output, self.pty_master)
             return
@@ -91,7 +97,7 @@ class Supervisor:
             os.killpg(target, signum)
         except OSError:
             pass
-        self.on_event("signal.forwarded", signal=signal.name(signum), group=target)
+        self.on_event("signal.forwarded", signal=signals.name(signum), group=target)
         self.kill_at = time.monotonic() + GRACE_SECONDS
         self.result.reason = "interrupted"
 
@@ -99,10 +105,15 @@ class Supervisor:
         """SIGKILL the sandbox's init: the kernel then kills every process in its
         pid namespace, daemons and grandchildren included."""
         self.result.reason = reason
+        if self.status_parser is None:
+            try:  # no pid namespace to take the rest along: its whole session goes
+                os.killpg(self.pid, signals.SIGKILL)
+            except OSError:
+                pass
         for pid in (self.sandbox_pid, self.pid):
             if pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(pid, signals.SIGKILL)
                 except OSError:
                     pass
         self.kill_at = None
@@ -188,6 +199,7 @@ class Supervisor:
         if self.result.wait_status is None:
             self._reap(block=True)
         self._parse_status()
+        self._exit_code_from_wait()
         if self.stdout_fd is not None:
             self.result.stdout = b"".join(self._out)
         if self.stderr_fd is not None:
@@ -360,29 +372,20 @@ class Supervisor:
                     pass
 
     def _parse_status(self):
-        text = self._status.decode(errors="replace")
-        self.result.status_text = text
-        child = _field(text, '"child-pid"')
-        if child is not None:
-            self.sandbox_pid = child
-            self.result.started = True
-        code = _field(text, '"exit-code"')
-        if code is not None:
-            self.result.exit_code = code
+        if self.status_parser is None:
+            return
+        sandbox_pid, exit_code = self.status_parser(self._status.decode(errors="replace"))
+        if sandbox_pid is not None:
+            self.sandbox_pid = sandbox_pid
+        if exit_code is not None:
+            self.result.exit_code = exit_code
 
-
-def _field(text: str, name: str):
-    index = text.find(name)
-    if index < 0:
-        return None
-    rest = text[index + len(name):].lstrip(" :")
-    digits = ""
-    for char in rest:
-        if char.isdigit() or (char == "-" and not digits):
-            digits += char
-        else:
-            break
-    return int(digits) if digits and digits != "-" else None
+    def _exit_code_from_wait(self):
+        """Without a status pipe, the spawned process is the command: its own
+        status, with 128+N for a signal N, as a shell reports it."""
+        if self.status_parser is None and self.result.wait_status is not None:
+            code = os.waitstatus_to_exitcode(self.result.wait_status)
+            self.result.exit_code = code if code >= 0 else 128 - code
 
 
 def _write_all(fd, data):

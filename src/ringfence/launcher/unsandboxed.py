@@ -6,11 +6,12 @@ process group, so terminal keys reach it directly, as in a shell.
 
 from __future__ import annotations
 
-from . import signals as signal
 import time
 
+from ..errors import TIMED_OUT
+from . import signals
+from .io import CAPTURE, DEVNULL, PIPE
 from .outcome import Outcome
-from .run import CAPTURE, DEVNULL, PIPE
 
 
 def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events) -> Outcome:
@@ -22,9 +23,9 @@ def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events) -> Outcom
     stdin = subprocess.PIPE if io.stdin == PIPE else (subprocess.DEVNULL if io.stdin == DEVNULL else None)
     capture = subprocess.PIPE if io.stdout == CAPTURE else None
     previous = {}
-    for signum in (signal.SIGINT, signal.SIGQUIT):
+    for signum in (signals.SIGINT, signals.SIGQUIT):
         try:
-            previous[signum] = signal.signal(signum, signal.SIG_IGN)
+            previous[signum] = signals.signal(signum, signals.SIG_IGN)
         except ValueError:
             pass
     reason = "exited"
@@ -39,9 +40,10 @@ def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events) -> Outcom
             reason = "timeout"
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    code = 124 if reason == "timeout" else (process.returncode if process.returncode >= 0
+            signals.signal(signum, handler)
+    code = TIMED_OUT if reason == "timeout" else (process.returncode if process.returncode >= 0
                                             else 128 - process.returncode)
     duration = time.monotonic() - started
     events.emit("run.end", exit_code=code, reason=reason, duration=round(duration, 4))
-    return Outcome(code, stdout, stderr, tuple(events.events), duration, reason, False, None)
+    return Outcome(exit_code=code, stdout=stdout, stderr=stderr, events=tuple(events.events), duration=duration,
+                   reason=reason, sandboxed=False)

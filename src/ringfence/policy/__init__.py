@@ -7,30 +7,14 @@ as it is.
 
 from __future__ import annotations
 
-from .._record import Record
+from .record import Policy
 
 __all__ = ["Policy", "build_policy"]
 
 
-class Policy(Record):
-    """Everything one run enforces.
-
-    `sandboxed` is False only for danger-full-access. `profile` names the
-    permission profile and `profile_origin` where it was chosen. `refusals`
-    are what keeps it from being enforced exactly (a run refuses; `status`
-    and `explain` show them beside the rest).
-    """
-
-    __slots__ = ("sandboxed", "profile", "profile_origin", "cwd", "home", "project_roots",
-                 "filesystem", "network", "environment", "commands", "approval_policy",
-                 "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals")
-    _defaults = {"refusals": ()}
-
-    def decide_path(self, path: str):
-        return self.filesystem.access(path)
-
-
 def build_policy(config, *, env=None) -> Policy:
+    # build.py brings the scan and every built-in layer; `import ringfence.policy`
+    # alone (for the Policy type) stays cheap.
     from .build import build
 
     return build(config, env=env)

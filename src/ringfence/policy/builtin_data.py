@@ -10,6 +10,13 @@ import os
 
 _DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 
+BUILTIN = "built-in"  # the origin of every rule ringfence adds itself
+# Private to each run: fresh tmpfs, gone afterwards. /run holds the host's
+# sockets (the user's session bus, agents, docker), so it is private as well.
+PRIVATE_PATHS = ("/tmp", "/var/tmp", "/run")
+# With the host's network, name resolution may need systemd-resolved's stub file.
+RESOLVER_PATHS = ("/run/systemd/resolve",)
+
 
 def _lines(name: str):
     with open(os.path.join(_DATA, name), encoding="utf-8") as handle:

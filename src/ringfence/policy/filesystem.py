@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 
-from .._record import Record
-from ..paths import ancestors, canonical, is_within
+from typing import Literal
 
+from .._record import Record
+from ..paths import canonical, is_within
+
+Access = Literal["none", "read", "write"]
 NONE, READ, WRITE = "none", "read", "write"
 RANK = {NONE: 0, READ: 1, WRITE: 2}
 # Codex's tie-break at equal specificity: none beats write beats read.
@@ -26,16 +29,19 @@ TIER_PROFILE = 1     # the selected profile, sandbox_workspace_write, globs from
 TIER_PROTECTED = 2   # protected metadata and ringfence's own files
 
 
+RuleKind = Literal["path", "glob", "protected", "private", "credentials", "state"]
+
+
 class PathRule(Record):
     """One concrete rule: an absolute canonical path and its access.
 
     `label` is how the rule reads in configuration, `origin` where it was
-    written, `kind` what produced it (path, glob, protected, private,
-    credentials, state), `spelled` the path before symlinks were resolved.
+    written, `kind` what produced it, `spelled` the path before symlinks were
+    resolved, `token` the special path it was written under (":project_roots").
     """
 
-    __slots__ = ("path", "access", "origin", "label", "kind", "tier", "spelled")
-    _defaults = {"kind": "path", "tier": TIER_PROFILE, "spelled": None}
+    __slots__ = ("path", "access", "origin", "label", "kind", "tier", "spelled", "token")
+    _defaults = {"kind": "path", "tier": TIER_PROFILE, "spelled": None, "token": None}
 
     @property
     def private(self) -> bool:
@@ -44,6 +50,14 @@ class PathRule(Record):
     def describe(self) -> str:
         where = "built-in" if self.origin == "built-in" else self.origin
         return f"{self.label} ({where})"
+
+
+class ProtectedPath(Record):
+    """A protected entry: at most readable, and not creatable when missing.
+    `kind` is "dir" or "file" (what the name holds when it exists), `label`
+    why it is protected."""
+
+    __slots__ = ("path", "kind", "exists", "label")
 
 
 class Cap(Record):

@@ -11,6 +11,7 @@ import os
 import stat
 
 from ..errors import PolicyError
+from ..mountinfo import filesystem_type
 
 GLOB_CHARS = "*?["
 MAX_MATCHES = 20000
@@ -286,22 +287,6 @@ _NLINK_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "tmpfs"}
 _RACY_NS = 2_000_000_000
 
 
-def _filesystem_type(path: str) -> str | None:
-    best, best_type = "", None
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                mount_point = fields[4].replace("\\040", " ")
-                separator = fields.index("-")
-                if (path == mount_point or path.startswith(mount_point.rstrip("/") + "/")) \
-                        and len(mount_point) >= len(best):
-                    best, best_type = mount_point, fields[separator + 1]
-    except (OSError, ValueError, IndexError):
-        return None
-    return best_type
-
-
 class ScanCache:
     """What an earlier scan found, per directory, trusted while the directory's
     inode and ctime are unchanged. ctime cannot be set from user space (unlike
@@ -454,7 +439,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
     cache_path = None
     folded = set(folded)
     key = (root, tuple(sorted(set(patterns) - folded)), tuple(sorted(folded)), max_depth, 3)
-    filesystem = _filesystem_type(root)
+    filesystem = filesystem_type(root)
     # Only directories on the root's own filesystem take the leaf shortcut: a
     # filesystem mounted below may count links differently.
     leaf_device = os.lstat(root).st_dev if filesystem in _NLINK_FILESYSTEMS else None
@@ -510,39 +495,6 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 if skip is None or not skip(path):
                     stack.append((path, relative_dir + name + "/", depth + 1))
     cache.save(start_ns)
-    return found
-
-
-def entries_named(snapshot: dict, names) -> list[str]:
-    """Paths whose name is one of `names` in directories that changed since
-    `snapshot` was taken, including everything under directories that did not
-    exist then.
-
-    A directory's ctime moves whenever an entry is added, removed or renamed
-    in it, so unchanged directories need no listing: the check costs one lstat
-    per directory the scan saw.
-    """
-    names = {names} if isinstance(names, str) else set(names)
-    found = []
-    for directory, (inode, ctime, subdirs) in snapshot.items():
-        try:
-            info = os.lstat(directory)
-        except OSError:
-            continue
-        if (info.st_ino, info.st_ctime_ns) == (inode, ctime):
-            continue
-        try:
-            with os.scandir(directory) as entries:
-                listing = list(entries)
-        except OSError:
-            continue
-        for entry in listing:
-            if entry.name in names:
-                found.append(entry.path)
-            elif entry.name not in subdirs and entry.is_dir(follow_symlinks=False):
-                for below, dirs, files in os.walk(entry.path):
-                    found += [os.path.join(below, n) for n in dirs + files if n in names]
-                    dirs[:] = [d for d in dirs if d not in names]
     return found
 
 

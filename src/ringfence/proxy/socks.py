@@ -14,20 +14,10 @@ import ipaddress
 import struct
 
 from .dial import Refused, UpstreamFailed
-
-VERSION = 5
-NO_AUTH, NO_ACCEPTABLE = 0x00, 0xFF
-CONNECT, BIND, UDP_ASSOCIATE = 1, 2, 3
-IPV4, DOMAIN, IPV6 = 1, 3, 4
-SUCCEEDED, GENERAL_FAILURE, NOT_ALLOWED, NETWORK_UNREACHABLE, HOST_UNREACHABLE = 0, 1, 2, 3, 4
-CONNECTION_REFUSED, TTL_EXPIRED, COMMAND_NOT_SUPPORTED, ADDRESS_TYPE_NOT_SUPPORTED = 5, 6, 7, 8
-_FAILURE_REPLY = {"resolve": HOST_UNREACHABLE, "refused": CONNECTION_REFUSED, "unreachable": NETWORK_UNREACHABLE,
-                  "timeout": TTL_EXPIRED}
-
-
-class Malformed(Exception):
-    pass
-
+from .socks_wire import (ADDRESS_TYPE_NOT_SUPPORTED, COMMAND_NOT_SUPPORTED, CONNECT, DOMAIN, FAILURE_REPLY,
+                         GENERAL_FAILURE, IPV4, IPV6, NO_ACCEPTABLE, NO_AUTH, NOT_ALLOWED, SUCCEEDED, TTL_EXPIRED,
+                         UDP_ASSOCIATE, VERSION, Malformed, reply)
+from .udp import associate
 
 class _Reader:
     """Exact reads with one deadline for the whole handshake; what arrives
@@ -48,12 +38,6 @@ class _Reader:
             self.buffer += data
         data, self.buffer = self.buffer[:count], self.buffer[count:]
         return data
-
-
-def reply(code: int, address: tuple | None = None) -> bytes:
-    host, port = address[:2] if address else ("0.0.0.0", 0)
-    packed = ipaddress.ip_address(host).packed
-    return struct.pack(">BBBB", VERSION, code, 0, IPV4 if len(packed) == 4 else IPV6) + packed + struct.pack(">H", port)
 
 
 async def read_address(reader: _Reader, kind: int) -> str:
@@ -108,8 +92,6 @@ async def serve_socks(proxy, sock) -> None:
             proxy.emit("network.malformed", protocol="socks5", reason=f"UDP ASSOCIATE {why}")
             await loop.sock_sendall(sock, reply(NOT_ALLOWED))
             return
-        from .udp import associate
-
         await associate(proxy, loop, sock)
     else:
         proxy.emit("network.malformed", protocol="socks5", reason=f"command {command} is not supported")
@@ -140,7 +122,7 @@ async def _connect(proxy, loop, sock, host: str, port: int, early: bytes) -> Non
         return
     except UpstreamFailed as failed:
         proxy.decision_event("socks5", decision, port, started=started, error=str(failed))
-        await loop.sock_sendall(sock, reply(_FAILURE_REPLY.get(failed.kind, GENERAL_FAILURE)))
+        await loop.sock_sendall(sock, reply(FAILURE_REPLY.get(failed.kind, GENERAL_FAILURE)))
         return
     try:
         bound = dialled.sock.getsockname() if proxy.dialer.upstream is None else None

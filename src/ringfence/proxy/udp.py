@@ -15,7 +15,7 @@ import socket
 import struct
 
 from .dial import Refused, UpstreamFailed
-from .socks import DOMAIN, GENERAL_FAILURE, IPV4, IPV6, SUCCEEDED, Malformed, reply
+from .socks_wire import DOMAIN, GENERAL_FAILURE, IPV4, IPV6, SUCCEEDED, Malformed, reply
 
 MAX_DATAGRAM = 65535
 

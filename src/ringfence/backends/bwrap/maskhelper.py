@@ -1,28 +1,33 @@
 """Mask many files in linear time, inside the sandbox, then become the command.
 
 bwrap re-reads the whole mount table after every bind it makes, so N masks
-cost O(N^2) there: 2,000 take seconds. With more than a few dozen masks,
-bwrap instead builds the small view (root, workspace, /tmp, /dev, /proc, an
-empty read-only file in its private /dev) and runs this helper as the
-sandboxed program, keeping only CAP_SYS_ADMIN for it. The helper binds that
-empty file over every denied file (one mount each: the read-only flag comes
-with the source), removes it from /dev, then
-moves into an inner user namespace mapped back to the real user, drops every
-capability, loads the seccomp program and executes the command. The command
-cannot undo the masks: their mount namespace belongs to the outer user
-namespace, where it has no capability, and seccomp refuses mount calls.
+cost O(N^2) there: 2,000 take seconds. With more than a few dozen masks and
+placeholders, bwrap instead builds the small view (root, workspace, /tmp,
+/dev, /proc, and in its private /dev an empty read-only file and an empty
+read-only folder) and runs this helper as the sandboxed program, keeping
+only CAP_SYS_ADMIN for it. The helper binds the empty file over every denied
+file and the empty folder over every placeholder (one mount each: the
+read-only flag comes with the source), removes both sources from /dev and
+makes /dev read-only, then moves into an inner user namespace mapped back
+to the real user, drops every capability, loads the seccomp program and
+executes the command. The command cannot undo the masks: their mount
+namespace belongs to the outer user namespace, where it has no capability,
+and seccomp refuses mount calls.
 
 Standard library only, run as `python -I -S /dev/fd/7` with an empty
 environment: it must start fast, must not import anything a workspace could
 shadow, and nothing a policy sets (LD_PRELOAD) may load into it while it
 holds the capability to mount. The command's environment comes in the payload.
 
-Inputs: fd 7 this script, fd 3 the seccomp program (BPF), fd 5 NUL-separated fields (the real
-uid, the real gid, the mask source, then for each file to mask its directory,
+Command line: `/dev/fd/SCRIPT LIST REPORT SECCOMP`, the numbers of its
+descriptors: this script; the work, as NUL-separated fields (the real uid,
+the real gid, the file source or "-", the folder source or "-", then for
+each mount its kind ("f" a file mask, "d" a placeholder), its directory,
 that directory's identity as the scan saw it ("dev:ino:ctime", or "-") and
 its name, an empty field, the number of environment entries and each
-NAME=VALUE, the command's argv), fd 6 the report pipe: "R"
-just before executing the command, or "E" and a message when something failed.
+NAME=VALUE, the command's argv); the report pipe ("R" just before
+executing the command, or "E" and a message when something failed); the
+seccomp program (BPF).
 """
 
 import ctypes
@@ -36,7 +41,7 @@ PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_CAP_AMBIENT = 24, 22, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 SECCOMP_MODE_FILTER = 2
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
-REPORT_FD, LIST_FD, SECCOMP_FD, SCRIPT_FD = 6, 5, 3, 7
+REPORT_FD = 6  # replaced by main() with the number the command line gives, before anything can fail
 # Numbered alike on every architecture (they came after the syscall tables were unified).
 SYS_OPEN_TREE, SYS_MOVE_MOUNT = 428, 429
 OPEN_TREE_CLONE, MOVE_MOUNT_F_EMPTY_PATH, AT_FDCWD = 1, 4, -100
@@ -72,8 +77,8 @@ class SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def mask_all(libc, source, entries, classic=False):
-    """Bind `source` over every (directory, identity, name) entry.
+def mask_all(libc, sources, entries, classic=False):
+    """Bind `sources[kind]` over every (kind, directory, identity, name) entry.
 
     Each directory is opened once without following a final symlink and, if
     the scan recorded it, must still be that directory (device and inode)
@@ -85,14 +90,15 @@ def mask_all(libc, source, entries, classic=False):
     use_trees = not classic
     libc.syscall.restype = ctypes.c_long
     libc.syscall.argtypes = None
-    for directory, identity, names in _by_directory(entries):
+    for directory, identity, names in _by_directory(entries):  # names: [(kind, name)]
         shown = directory.decode(errors="replace")
         try:
             folder = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             fail(f"cannot open {shown} to mask files in it: {exc.strerror}")
         _check_unchanged(folder, identity, shown)
-        for name in names:
+        for kind, name in names:
+            source = sources[kind]
             if use_trees:
                 use_trees = _mask_with_detached_tree(libc, source, folder, name, shown)
                 if use_trees:
@@ -103,13 +109,13 @@ def mask_all(libc, source, entries, classic=False):
 
 
 def _by_directory(entries):
-    """[(directory, identity, [names])] from consecutive entries."""
+    """[(directory, identity, [(kind, name)])] from consecutive entries."""
     groups = []
-    for directory, identity, name in entries:
+    for kind, directory, identity, name in entries:
         if groups and groups[-1][0] == directory:
-            groups[-1][2].append(name)
+            groups[-1][2].append((kind, name))
         else:
-            groups.append((directory, identity, [name]))
+            groups.append((directory, identity, [(kind, name)]))
     return groups
 
 
@@ -155,34 +161,39 @@ def _mask_with_detached_tree(libc, source, folder, name, shown):
     return True
 
 
-def _retire_source(libc, source):
-    """The source of empty files served its purpose: out of the sandbox's /dev,
-    which then goes read-only (bwrap leaves that to the helper when one runs)."""
+def _retire_sources(libc, sources):
+    """The sources of empty files and folders served their purpose: out of the
+    sandbox's /dev, which then goes read-only (bwrap leaves that to the helper
+    when one runs)."""
     libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-    if libc.umount2(source, MNT_DETACH) != 0:
-        fail(f"unmount {source.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
-    try:
-        os.unlink(source)
-    except OSError as exc:
-        fail(f"remove {source.decode(errors='replace')}: {exc.strerror}")
+    for kind, source in sources.items():
+        if libc.umount2(source, MNT_DETACH) != 0:
+            fail(f"unmount {source.decode(errors='replace')}: {os.strerror(ctypes.get_errno())}")
+        try:
+            (os.rmdir if kind == b"d" else os.unlink)(source)
+        except OSError as exc:
+            fail(f"remove {source.decode(errors='replace')}: {exc.strerror}")
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
     flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
     if libc.mount(None, b"/dev", None, flags, None) != 0:
         fail(f"make /dev read-only: {os.strerror(ctypes.get_errno())}")
 
 
-def main():
-    os.close(SCRIPT_FD)  # this script, handed in as /dev/fd/7; the command must not inherit it
-    fields = read_all(LIST_FD).split(b"\0")
-    separator = fields.index(b"", 3)
-    uid, gid, source = int(fields[0]), int(fields[1]), fields[2]
-    listed = fields[3:separator]
+def main(argv):
+    global REPORT_FD
+    script, list_fd, REPORT_FD, seccomp_fd = (int(os.path.basename(argv[0])), *map(int, argv[1:4]))
+    os.close(script)  # this script, handed in as /dev/fd/N; the command must not inherit it
+    fields = read_all(list_fd).split(b"\0")
+    separator = fields.index(b"", 4)
+    uid, gid = int(fields[0]), int(fields[1])
+    sources = {kind: source for kind, source in ((b"f", fields[2]), (b"d", fields[3])) if source != b"-"}
+    listed = fields[4:separator]
     count = int(fields[separator + 1])
     env_fields = fields[separator + 2:separator + 2 + count]
     argv = fields[separator + 2 + count:]  # empty arguments are arguments too
     env = dict(field.split(b"=", 1) for field in env_fields)
-    entries = [tuple(listed[index:index + 3]) for index in range(0, len(listed), 3)]
-    program = read_all(SECCOMP_FD)
+    entries = [tuple(listed[index:index + 4]) for index in range(0, len(listed), 4)]
+    program = read_all(seccomp_fd)
 
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -191,8 +202,8 @@ def main():
         if result != 0:
             fail(f"{what}: {os.strerror(ctypes.get_errno())}")
 
-    mask_all(libc, source, entries)
-    _retire_source(libc, source)
+    mask_all(libc, sources, entries)
+    _retire_sources(libc, sources)
 
     check(libc.unshare(CLONE_NEWUSER), "create the inner user namespace")
     for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} 0 1"), ("gid_map", f"{gid} 0 1")):
@@ -220,4 +231,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import os
 
-from .._record import Record
-from ..errors import PolicyError
+from ..._record import Record
+from ...mountinfo import first_mount_of
 
 CGROUP_V1 = "/sys/fs/cgroup"
 CGROUP_V1_PIDS = CGROUP_V1 + "/pids"
@@ -47,16 +47,7 @@ class Mechanism(Record):
 
 def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
     """Where the unified (v2) hierarchy is mounted, if anywhere."""
-    try:
-        with open(mountinfo, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                fields = line.split()
-                separator = fields.index("-")
-                if fields[separator + 1] == "cgroup2":
-                    return fields[4].replace("\\040", " ")
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    return first_mount_of("cgroup2", mountinfo)
 
 
 def controller_parents(controller: str, mountinfo: str = MOUNTINFO, v1: str | None = None) -> list[tuple[str, str]]:
@@ -107,12 +98,14 @@ def choose(limits) -> Mechanism:
                      None, memory, memory_parent)
 
 
-def check_enforceable(limits, mechanism: Mechanism):
+def unenforceable(limits, mechanism: Mechanism) -> list[tuple[str, str, str]]:
+    """(what, why, fix) for each configured limit this machine cannot put on.
+    The built-in process cap is reported as not enforced, not refused."""
     if limits.processes is not None and mechanism.processes is None and limits.processes_explicit:
-        raise PolicyError(f"[limits] processes = {limits.processes} cannot be enforced here: "
-                          f"{mechanism.detail}",
-                          hint="run as an ordinary user, or enable the pids controller "
-                               "(cgroup v2: echo +pids > /sys/fs/cgroup/cgroup.subtree_control)")
+        return [(f"[limits] processes = {limits.processes}", f"cannot be enforced here: {mechanism.detail}",
+                 "run as an ordinary user, or enable the pids controller "
+                 "(cgroup v2: echo +pids > /sys/fs/cgroup/cgroup.subtree_control)")]
+    return []
 
 
 class Applied:

@@ -1,8 +1,8 @@
-"""Finding bubblewrap, and writing the bwrap command line for a plan.
+"""Finding bubblewrap, and what the one found can do.
 
-The command line is built as data from the mount plan; nothing here starts
-a process except the one-time `bwrap --version` probe, whose answer is
-cached per binary (path, inode, size, mtime).
+Nothing here starts a process but the one-time probes (`bwrap --version`, a
+read-only overlay), whose answers are cached per binary (path, inode, size,
+mtime).
 """
 
 from __future__ import annotations
@@ -10,17 +10,11 @@ from __future__ import annotations
 import os
 import stat
 
-from .._record import Record
-from ..errors import BackendUnavailable
-from ..paths import is_within
-from .mounts import (BIND, DEV, MASK_DIR, MASK_FILE, PLACEHOLDER, PROC, REMOUNT_RO, RO_BIND, SYMLINK,
-                     TMPFS)
+from ..._record import Record
+from ...errors import BackendUnavailable
+from ...paths import is_within
 
 MINIMUM_VERSION = (0, 8, 0)
-HELPER_MASK_SOURCE = "/dev/.ringfence-mask"  # removed by the mask helper once every mask is placed
-SECCOMP_FD = 3
-STATUS_FD = 4
-BLOCK_FD = 8
 
 
 class Bwrap(Record):
@@ -66,7 +60,7 @@ def _binary_key(path: str) -> str:
 
 
 def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
-    from .._process import capture
+    from ..._process import capture
 
     def ask():
         try:
@@ -164,7 +158,7 @@ def read_only_overlays_work(bwrap: Bwrap, sources: tuple[str, str], cache_dir: s
     (5.11). Probed once per bwrap binary and kernel, the answer cached."""
     if bwrap.version < (0, 11, 0) or os.stat(bwrap.path).st_mode & stat.S_ISUID:
         return False
-    from .._process import capture
+    from ..._process import capture
 
     def ask():
         true = "/bin/true" if os.path.exists("/bin/true") else "/usr/bin/true"
@@ -178,95 +172,3 @@ def read_only_overlays_work(bwrap: Bwrap, sources: tuple[str, str], cache_dir: s
 
     key = f"{_binary_key(bwrap.path)}\t{os.uname().release}"
     return _cached_answer(cache_dir, "bwrap-overlays", key, ask) == "yes"
-
-
-def namespace_args(network_isolated: bool, *, mask_helper: bool = False) -> list[str]:
-    args = ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "ringfence"]
-    if mask_helper:
-        # The helper needs CAP_SYS_ADMIN over the sandbox's mount namespace, so bwrap
-        # must not move it into a second user namespace (which --disable-userns and
-        # a non-root --uid both do). The helper builds that inner namespace itself,
-        # and seccomp refuses any further one. CAP_SETFCAP is what the kernel
-        # (5.12+) asks of whoever maps the outer root into a new user namespace.
-        args += ["--uid", "0", "--gid", "0", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETFCAP"]
-    else:
-        args.append("--disable-userns")
-    if network_isolated:
-        args.append("--unshare-net")
-    return args
-
-
-def mount_args(plan, mask_file: str, *, left_to_helper=frozenset(), overlay_sources=None) -> list[str]:
-    """bwrap options for the plan, except the file masks the mask helper places.
-    With `overlay_sources` (two empty folders), placeholders are read-only
-    overlays of them rather than read-only binds of themselves."""
-    args: list[str] = []
-    for step in plan.steps:
-        kind, dest = step.kind, step.dest
-        if kind == MASK_FILE and dest in left_to_helper:
-            continue
-        if kind == RO_BIND:
-            args += ["--ro-bind", step.source, dest]
-        elif kind == BIND:
-            args += ["--bind", step.source, dest]
-        elif kind == MASK_FILE:
-            args += ["--ro-bind", mask_file, dest]
-        elif kind in (MASK_DIR, TMPFS):
-            if step.size:
-                args += ["--size", str(step.size)]
-            args += ["--perms", format(step.mode, "04o"), "--tmpfs", dest]
-        elif kind == SYMLINK:
-            args += ["--symlink", step.source, dest]
-        elif kind == REMOUNT_RO:
-            if dest == "/dev" and left_to_helper:
-                continue  # the helper still has to remove its mask source from /dev, then does this itself
-            args += ["--remount-ro", dest]
-        elif kind == DEV:
-            args += ["--dev", dest]
-        elif kind == PROC:
-            args += ["--proc", dest]
-        elif kind == PLACEHOLDER and overlay_sources:
-            args += ["--overlay-src", overlay_sources[0], "--overlay-src", overlay_sources[1], "--ro-overlay", dest]
-        elif kind == PLACEHOLDER:
-            args += ["--ro-bind", dest, dest]
-        else:  # a new step kind must be rendered here before it is planned
-            raise AssertionError(f"unrendered mount step {kind}")
-    return args
-
-
-def environment_args(env: dict) -> list[str]:
-    """The command's environment as bwrap options. bwrap itself starts with an
-    environment of ringfence's own, never this one: a variable such as
-    LD_PRELOAD would otherwise act on bwrap, which runs on the host."""
-    args = ["--clearenv"]
-    for name, value in env.items():
-        args += ["--setenv", name, value]
-    return args
-
-
-def bwrap_argv(bwrap_path: str, plan, *, network_isolated: bool, cwd: str, command: list[str],
-               mask_file: str, helper_masks=(), helper_command=(), wait_for_limits: bool = False,
-               env: dict | None = None, overlay_sources=None) -> list[str]:
-    """The full command line. With `helper_masks`, bwrap runs `helper_command`
-    (which loads seccomp itself, and gets the command's environment in its
-    payload) instead of `command`. With `wait_for_limits`, the sandbox waits
-    on fd 8 until its resource limits are in place. The launcher hands all
-    but the program to bwrap through `--args`, so that nothing here shows on
-    a command line other users can read."""
-    helper = bool(helper_masks)
-    args = [bwrap_path] + namespace_args(network_isolated, mask_helper=helper)
-    # The helper runs before the command with the capability to mount: it gets
-    # bwrap's own fixed environment, and hands the command its own at exec.
-    args += environment_args({} if helper or env is None else env)
-    args += mount_args(plan, mask_file, left_to_helper=frozenset(helper_masks), overlay_sources=overlay_sources)
-    if helper:
-        # The helper's source of empty files lives in the sandbox's own /dev,
-        # which nothing outside can rename or replace while masks are placed.
-        args += ["--ro-bind", mask_file, HELPER_MASK_SOURCE]
-    args += ["--chdir", cwd, "--json-status-fd", str(STATUS_FD)]
-    if wait_for_limits:
-        args += ["--block-fd", str(BLOCK_FD)]
-    if not helper:
-        args += ["--seccomp", str(SECCOMP_FD)]
-    return args + ["--"] + list(helper_command if helper else command)

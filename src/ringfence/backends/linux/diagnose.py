@@ -65,7 +65,7 @@ def findings(root: str = "/") -> list[tuple[str, str, str]]:
 
 def probe_bwrap(bwrap_path: str) -> str:
     """bwrap's own complaint for the smallest sandbox, or "" when it works."""
-    from .._process import capture
+    from ..._process import capture
 
     status, complaint = capture([bwrap_path, "--unshare-user", "--unshare-pid", "--unshare-net",
                                  "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--", "/bin/true"],
@@ -75,8 +75,10 @@ def probe_bwrap(bwrap_path: str) -> str:
     return complaint or f"bwrap exited with {status}"
 
 
-def explain_start_failure(plan, result) -> tuple[str, str | None]:
-    complaint = probe_bwrap(plan.bwrap.path)
+def explain_start_failure(bwrap_path: str) -> tuple[str, str | None]:
+    """Why bwrap ended before the command ran: refused namespaces (probed
+    with the smallest sandbox), or else the view it was asked to build."""
+    complaint = probe_bwrap(bwrap_path)
     if complaint:
         reasons = findings()
         message = f"the sandbox could not start: user namespaces are refused ({complaint})"

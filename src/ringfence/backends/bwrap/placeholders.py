@@ -25,7 +25,7 @@ import fcntl
 import os
 import stat
 
-from ..errors import PolicyError
+from ...errors import PolicyError
 
 RECORD_SUFFIX = ".placeholders"
 

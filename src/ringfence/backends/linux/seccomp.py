@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ..errors import BackendUnavailable
+from ...errors import BackendUnavailable
 
 FILTER_VERSION = 3  # bump when the rules below change: it invalidates cached programs
 
@@ -165,7 +165,7 @@ def compile_program(deny_unix_sockets: bool = False) -> bytes:
 
 def program(cache_dir: str | None, deny_unix_sockets: bool = False) -> bytes:
     """The compiled program, from the cache when it holds this exact variant."""
-    from .. import __version__
+    from ... import __version__
 
     variant = "nounix" if deny_unix_sockets else "base"
     name = f"seccomp-{__version__}-v{FILTER_VERSION}-{variant}-{os.uname().machine}.bpf"
@@ -180,7 +180,7 @@ def program(cache_dir: str | None, deny_unix_sockets: bool = False) -> bytes:
             pass
     data = compile_program(deny_unix_sockets)
     if path:
-        from ..state import write_cache
+        from ...state import write_cache
 
         write_cache(path, data)
     return data

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import stat
 
-from .._record import Record
-from ..errors import PolicyError
-from ..paths import depth, is_within
-from ..policy.filesystem import NONE, READ, WRITE
+from ..._record import Record
+from ...errors import PolicyError
+from ...paths import depth
+from ...policy.filesystem import NONE, READ, WRITE
 
 RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER = (
     "ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
@@ -91,7 +91,7 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
     # the reader's own namespace).
     steps.append(MountStep(RO_BIND, "/proc/sys", "/proc/sys", reason="/proc/sys read-only (built-in)"))
 
-    protected = {path: (kind, exists) for path, kind, exists, _label in filesystem.protected}
+    protected = {entry.path: (entry.kind, entry.exists) for entry in filesystem.protected}
     for cap in filesystem.caps:
         protected.setdefault(cap.path, ("dir", os.path.lexists(cap.path)))
     anchors = _anchors(filesystem, protected, decide)
@@ -195,8 +195,8 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
             if decide(os.path.dirname(spelled)).access == NONE and decide(rule.path).access != NONE:
                 steps.append(MountStep(SYMLINK, spelled, os.readlink(spelled), reason=rule.describe()))
         late.append(MountStep(REMOUNT_RO, "/", reason="nothing outside the rules is writable"))
-    shared = tuple(path for path, _kind, _exists, _label in filesystem.protected
-                   if path not in {p for p, _ in placeholders})
+    made = {path for path, _kind in placeholders}
+    shared = tuple(entry.path for entry in filesystem.protected if entry.path not in made)
     return MountPlan(tuple(steps + late), tuple(placeholders), tmpfs_root, shared)
 
 

@@ -1,0 +1,130 @@
+"""Everything the bwrap backend needs to start one command, as data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from ..._record import Record
+from ...errors import PolicyError
+from ...launcher.resolve import resolve_command
+from ...policy.filesystem import NONE
+from ...state import state_dir
+from ..linux import limits as limit_tools
+from ..linux import seccomp
+from . import fds
+from .argv import bwrap_argv
+from .locate import locate_bwrap, read_only_overlays_work
+from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
+
+# Above this many masks and placeholders, bwrap's own binds (each re-reading
+# the mount table) cost more than starting the mask helper (about 15 ms).
+MASK_HELPER_THRESHOLD = 48
+MASK_HELPER = os.path.join(os.path.dirname(__file__), "maskhelper.py")
+
+
+class HelperJob(Record):
+    """What the mask helper places: file masks and placeholders (paths), the
+    scanned identity of each folder holding masks, the empty folder it binds
+    over placeholders, and how bwrap starts it."""
+
+    __slots__ = ("masks", "placeholders", "identities", "empty_folder", "command")
+
+
+class BwrapPlan(Record):
+    """One run under bwrap. `argv` is the whole bwrap command line (what comes
+    before `--` reaches bwrap through --args); `env` the command's environment;
+    `seccomp_program` BPF bytes; `mask_file` the empty file masks bind;
+    `placeholders` the protected paths to create before start; `limits` and
+    `limits_mechanism` what is put on the sandbox at the pause, with
+    `counter_shares` the per-user counters' ceilings."""
+
+    __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
+                 "full_command", "mask_file", "placeholders", "state", "dropped_env", "limits",
+                 "limits_mechanism", "counter_shares", "helper")
+    _defaults = {"counter_shares": (), "helper": None}
+
+
+class PlanCache:
+    """What does not depend on the workspace, kept by a backend between runs:
+    the bwrap binary, the compiled seccomp program, the counters' ceilings,
+    and whether placeholders can be overlays."""
+
+    __slots__ = ("bwrap", "seccomp", "counter_shares", "overlay_sources", "empty_folders")
+
+    def __init__(self):
+        self.bwrap = self.seccomp = self.counter_shares = self.overlay_sources = self.empty_folders = None
+
+
+def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
+              cache: PlanCache | None = None) -> BwrapPlan:
+    """The plan for one run. The mounts are planned afresh every time, so a
+    denied file that appeared since the last run is masked in this one."""
+    filesystem = policy.filesystem
+    cwd_decision = filesystem.access(cwd)
+    if cwd_decision.access == NONE:
+        rule = cwd_decision.rule.describe() if cwd_decision.rule else cwd_decision.note
+        raise PolicyError(f"the working directory {cwd} is not visible in the sandbox ({rule})",
+                          hint="run from a directory the policy allows reading")
+    resolve_command(command, env_result.env, cwd, filesystem)
+    state = state_dir(policy.home)
+    cache_dir = os.path.join(state, "cache")
+    cache = cache or PlanCache()
+    if cache.bwrap is None:
+        cache.bwrap = locate_bwrap(untrusted_roots=filesystem.writable_roots(), cache_dir=cache_dir)
+        cache.seccomp = seccomp.program(cache_dir)
+        cache.counter_shares = limit_tools.counter_shares()
+        cache.empty_folders = ensure_empty_folders(os.path.join(state, "mask"))
+        cache.overlay_sources = cache.empty_folders if read_only_overlays_work(
+            cache.bwrap, cache.empty_folders, cache_dir) else None
+    mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
+    mechanism = limit_tools.choose(policy.limits)
+    mask_file = os.path.join(state, "mask", "empty")
+    full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
+    masks = tuple(step.dest for step in mounts.steps if step.kind == MASK_FILE)
+    placeholders = tuple(step.dest for step in mounts.steps if step.kind == PLACEHOLDER)
+    helper = None
+    if len(masks) + len(placeholders) > MASK_HELPER_THRESHOLD:
+        helper = HelperJob(masks=masks, placeholders=placeholders,
+                           identities=filesystem.scanned_directories, empty_folder=cache.empty_folders[0],
+                           command=helper_command(filesystem, len(masks) + len(placeholders)))
+    argv = bwrap_argv(cache.bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
+                      command=full_command, mask_file=mask_file, helper=helper, env=env_result.env,
+                      overlay_sources=cache.overlay_sources if placeholders else None)
+    return BwrapPlan(argv=argv, env=env_result.env, mounts=mounts, seccomp_program=cache.seccomp,
+                     network_isolated=policy.network.isolated, bwrap=cache.bwrap, command=list(command),
+                     full_command=full_command, mask_file=mask_file, placeholders=mounts.placeholders,
+                     state=state, dropped_env=env_result.dropped, limits=policy.limits,
+                     limits_mechanism=mechanism, counter_shares=cache.counter_shares, helper=helper)
+
+
+def ensure_empty_folders(directory: str) -> tuple[str, str]:
+    """Two empty folders in ringfence's state (which no sandbox sees): the
+    lower layers of read-only overlay placeholders, and what the mask helper
+    binds over placeholders."""
+    folders = (os.path.join(directory, "empty-a"), os.path.join(directory, "empty-b"))
+    for folder in folders:
+        os.makedirs(folder, mode=0o755, exist_ok=True)  # the mode a placeholder shows inside
+        for name in os.listdir(folder):  # only ringfence writes here; anything found is removed
+            shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    return folders
+
+
+def helper_command(filesystem, count: int) -> list[str]:
+    """The mask helper runs on this Python inside the sandbox, so the policy must
+    let the interpreter be read. The script itself comes in as a descriptor, so
+    it need not be visible wherever ringfence happens to be installed; its
+    descriptors' numbers come on its command line."""
+    interpreter = os.path.realpath(sys.executable)
+    for path in (interpreter, os.path.realpath(os.path.dirname(os.__file__))):
+        decision = filesystem.access(path)
+        if decision.access == NONE or decision.private:
+            rule = decision.rule.describe() if decision.rule else decision.note
+            raise PolicyError(
+                f"{count} masks and placeholders need the mask helper, but {path} is not "
+                f"visible in this sandbox ({rule})",
+                hint=f"allow reading {os.path.dirname(path)}, or deny the directories holding the files "
+                     "instead of each file")
+    return [interpreter, "-I", "-S", f"/dev/fd/{fds.HELPER_SCRIPT}", str(fds.HELPER_LIST), str(fds.HELPER_REPORT),
+            str(fds.SECCOMP)]

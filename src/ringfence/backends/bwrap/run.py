@@ -1,0 +1,261 @@
+"""Run one bwrap plan: prepare the host side (placeholders, the descriptor
+table, the mask helper's payload), spawn bwrap with an environment of
+ringfence's own, put the limits on while it waits, supervise, clean up."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from ...errors import BackendUnavailable
+from ...launcher.io import IOSpec, Streams
+from ...launcher.outcome import Outcome
+from ...launcher.session import exit_status, kill_and_reap, supervise
+from ...launcher.spawn import HOST_ENVIRONMENT, spawn
+from ..linux import limits as limit_tools
+from ..linux.diagnose import explain_start_failure
+from . import fds
+from .argv import HELPER_DIR_SOURCE, HELPER_FILE_SOURCE
+from .placeholders import Placeholders
+from .plan import MASK_HELPER, BwrapPlan
+
+
+def ensure_mask_file(path: str):
+    """An empty file nobody may read or write: binding it over a denied file
+    makes reads fail with EACCES rather than return plausible empty data."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        info = os.lstat(path)
+        if stat.S_ISREG(info.st_mode) and info.st_size == 0 and stat.S_IMODE(info.st_mode) == 0 \
+                and info.st_uid == os.getuid():
+            return
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0)
+    os.fchmod(fd, 0)
+    os.close(fd)
+
+
+def status_fields(text: str) -> tuple[int | None, int | None]:
+    """(the sandbox's first process, the command's exit code) from bwrap's
+    JSON status so far. A number is read up to its first non-digit, so a
+    value split across two reads is never taken half."""
+    return _field(text, '"child-pid"'), _field(text, '"exit-code"')
+
+
+def _field(text: str, name: str):
+    index = text.find(name)
+    if index < 0:
+        return None
+    rest = text[index + len(name):].lstrip(" :")
+    digits = ""
+    for char in rest:
+        if char.isdigit() or (char == "-" and not digits):
+            digits += char
+        else:
+            break
+    if not digits or digits == "-" or len(rest) == len(digits):
+        return None
+    return int(digits)
+
+
+def helper_payload(plan: BwrapPlan) -> bytes:
+    """The mask helper's work, as its docstring describes it."""
+    job = plan.helper
+    fields = [str(os.getuid()).encode(), str(os.getgid()).encode(),
+              HELPER_FILE_SOURCE.encode() if job.masks else b"-",
+              HELPER_DIR_SOURCE.encode() if job.placeholders else b"-"]
+    identities = job.identities or {}
+    entries = [(b"f", path) for path in job.masks] + [(b"d", path) for path in job.placeholders]
+    # Folders shallowest first: a placeholder made for a missing folder comes
+    # before what is placed inside it.
+    for kind, path in sorted(entries, key=lambda entry: (entry[1].count("/"), entry[1])):
+        directory, name = os.path.split(path)
+        seen = identities.get(directory) if kind == b"f" else None
+        fields += [kind, os.fsencode(directory), ("%d:%d:%d" % seen).encode() if seen else b"-",
+                   os.fsencode(name)]
+    fields.append(b"")
+    fields.append(str(len(plan.env)).encode())
+    fields += [os.fsencode(f"{name}={value}") for name, value in plan.env.items()]
+    fields += [os.fsencode(arg) for arg in plan.full_command]
+    return b"\0".join(fields)
+
+
+def _anonymous_file(data: bytes, name: str) -> int:
+    """`data` in a memory file read from its start: bwrap's --args and the
+    helper's payload fit no pipe buffer, and need no thread to feed them."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilings):
+    """Wait for bwrap to name the sandbox's first process, limit it, release it.
+
+    Returns the status bytes read so far and what was applied. If bwrap dies
+    before naming the process, nothing is applied and the run's supervision
+    reports the failure.
+    """
+    data = b""
+    child = None
+    try:
+        while child is None:
+            chunk = os.read(status_fd, 4096)
+            if not chunk:
+                return data, None
+            data += chunk
+            child = status_fields(data.decode(errors="replace"))[0]
+        bounded = ceilings.place(child)
+        applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id)
+        events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
+                    detail=plan.limits_mechanism.detail, limits=plan.limits.describe(),
+                    shared_counters={name: value for name, value in plan.counter_shares} if bounded else {})
+        if plan.counter_shares and not bounded:
+            events.emit("limits.unenforced", limit="shared kernel counters",
+                        detail="could not set the sandbox's inotify and fanotify ceilings")
+        os.write(block_fd, b"x")
+        return data, applied
+    except BaseException:
+        # Closing the block descriptor lets the sandbox go on (EOF unblocks it
+        # as data would), so it dies first. Its first process is the pid
+        # namespace's init: killed from outside, it takes every process in
+        # the namespace along, even if bwrap had not yet armed die-with-parent.
+        if child is not None:
+            kill_and_reap(child)
+        raise
+    finally:
+        os.close(block_fd)
+
+
+def recover_leftovers(state: str, events) -> list[str]:
+    """Remove what killed runs left behind. Call before planning: a leftover
+    placeholder would otherwise be planned as a real entry and vanish under it."""
+    recovered = Placeholders(state).recover()
+    if recovered:
+        events.emit("placeholder.cleanup", paths=recovered)
+    if os.getuid() == 0:
+        groups = limit_tools.remove_stale_groups()
+        if groups:
+            events.emit("cgroup.cleanup", groups=groups)
+    return recovered
+
+
+def _pass_through(io: IOSpec, child_fds: dict[int, int]):
+    for fd in io.pass_fds:
+        if fd < fds.FIRST_FREE:
+            raise ValueError(f"pass_fds cannot hold {fd}: descriptors 0-{fds.FIRST_FREE - 1} are used by the "
+                             f"sandbox; dup it to {fds.FIRST_FREE} or above")
+        child_fds[fd] = fd
+
+
+def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forward_signals: bool,
+             placeholders: Placeholders | None = None) -> Outcome:
+    """Run one plan. With `placeholders` (kept by a Sandbox across runs), the
+    placeholders stay until their holder releases them; without, they go
+    when this run ends."""
+    started = time.monotonic()
+    ensure_mask_file(plan.mask_file)
+    # Forked first, before any of the run's descriptors exist, and while bwrap
+    # starts: see CounterCeilings.
+    ceilings = limit_tools.CounterCeilings(plan.counter_shares)
+    keep_placeholders = placeholders is not None
+    if placeholders is None:
+        placeholders = Placeholders(plan.state)
+    streams = Streams(io)
+    ours: list[int] = []      # closed when the run ends
+    theirs: list[int] = []    # the child's ends, closed once it has them
+    applied = spawned = None
+    finished = False
+    try:
+        placeholders.acquire([path for path, _kind in plan.placeholders], hold=plan.mounts.shared)
+        _pass_through(io, {})
+        streams.open()
+        child_fds = dict(streams.child)
+        _pass_through(io, child_fds)
+
+        def hand(number: int, fd: int):
+            theirs.append(fd)
+            child_fds[number] = fd
+
+        seccomp_read, seccomp_write = os.pipe()
+        os.write(seccomp_write, plan.seccomp_program)
+        os.close(seccomp_write)
+        hand(fds.SECCOMP, seccomp_read)
+        status_read, status_write = os.pipe()
+        ours.append(status_read)
+        hand(fds.STATUS, status_write)
+        report_read = None
+        if plan.helper is not None:
+            hand(fds.HELPER_LIST, _anonymous_file(helper_payload(plan), "ringfence-mask-helper"))
+            report_read, report_write = os.pipe()
+            ours.append(report_read)
+            hand(fds.HELPER_REPORT, report_write)
+            hand(fds.HELPER_SCRIPT, os.open(MASK_HELPER, os.O_RDONLY | os.O_CLOEXEC))
+        block_read, block_write = os.pipe()
+        hand(fds.BLOCK, block_read)
+        # bwrap takes the command itself only from its real command line; the
+        # command's argv is on view there anyway, as the sandboxed process's own.
+        separator = plan.argv.index("--")
+        args_fd = next(fd for fd in range(fds.FIRST_FREE, 1 << 20) if fd not in child_fds)
+        hand(args_fd, _anonymous_file(b"".join(os.fsencode(arg) + b"\0" for arg in plan.argv[1:separator]),
+                                      "ringfence-bwrap-args"))
+
+        events.emit("run.start", argv=plan.command, backend="bwrap", bwrap=plan.bwrap.path,
+                    network="isolated" if plan.network_isolated else "host",
+                    mounts=len(plan.mounts.steps), masks=plan.mounts.count("mask-file"),
+                    env_dropped=sorted({name for name, _reason in plan.dropped_env}))
+        spawned = spawn(plan.argv[0], [plan.argv[0], "--args", str(args_fd)] + plan.argv[separator:],
+                        HOST_ENVIRONMENT, child_fds)
+        for fd in theirs:
+            os.close(fd)
+        theirs.clear()
+        streams.after_spawn()
+        # Only now, with our copies of the child's ends closed, does a bwrap
+        # that dies early show up as the end of its status pipe.
+        initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
+        result = supervise(spawned, streams, timeout=timeout, on_event=events.emit, forward_signals=forward_signals,
+                           status_fd=status_read, initial_status=initial_status, status_parser=status_fields)
+        finished = True
+        if report_read is not None:
+            os.set_blocking(report_read, False)
+            try:
+                report = os.read(report_read, 65536)
+            except BlockingIOError:
+                report = b""
+            if not report.startswith(b"R"):
+                raise BackendUnavailable("the mask helper could not prepare the sandbox: "
+                                         + (report[1:].decode(errors="replace") or "it did not start"),
+                                         hint="run `ringfence status` to see the masks; deny a directory "
+                                              "instead of many files")
+    finally:
+        ceilings.abandon()
+        if spawned is not None and not finished:
+            # Something failed between spawn and the end of supervision: the
+            # sandbox must not go on unwatched (or, with the block fd closed,
+            # without its limits).
+            kill_and_reap(spawned)
+        if applied is not None:
+            report = limit_tools.release(applied)
+            if report:
+                events.emit("limits.report", **report)
+        streams.close()
+        for fd in ours + theirs:
+            os.close(fd)
+        removed = [] if keep_placeholders else placeholders.release()
+
+    duration = time.monotonic() - started
+    code = exit_status(result)
+    if code is None:
+        message, hint = explain_start_failure(plan.bwrap.path)
+        events.emit("sandbox.error", message=message, duration=round(duration, 4))
+        raise BackendUnavailable(message, hint=hint)
+    events.emit("run.end", exit_code=code, reason=result.reason, duration=round(duration, 4),
+                placeholders_removed=len(removed))
+    return Outcome(exit_code=code, stdout=result.stdout, stderr=result.stderr, events=tuple(events.events),
+                   duration=duration, reason=result.reason, sandboxed=True)

@@ -1,0 +1,131 @@
+"""Protected metadata: the names that run code when a program on the host
+opens a folder (`.git`, `.ringfence`, editor and agent settings), where
+they are protected, and ringfence's own files."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..config import user_config_dir
+from ..errors import PolicyError
+from ..paths import canonical, is_within, symlink_components
+from ..state import state_dir
+from .builtin_data import BUILTIN
+from .filesystem import NONE, READ, TIER_PROTECTED, WRITE, Cap, GlobSpec, PathRule, ProtectedPath
+from .git import git_config_chain, gitdir_target, hooks_path
+from .refusals import refuse
+
+
+# Installed dependencies are not opened as projects, and their packages often
+# ship editor folders: protecting those would make every reinstall fail on a
+# mount point it cannot remove. Their .git entries stay protected.
+DEPENDENCY_TREES = ("**/node_modules/**", "**/site-packages/**", "**/dist-packages/**")
+
+
+def writable_before_scan(rules, project_roots, provisional) -> list[str]:
+    """The roots the sandbox may write on the host, from the rules known before
+    the glob scan (globs only ever add denials and protections)."""
+    roots = {rule.path for rule in rules if rule.access == WRITE and rule.kind == "path" and rule.path != "/"}
+    roots |= {root for root in project_roots if provisional.decide_canonical(root).access == WRITE}
+    return sorted(root for root in roots
+                  if provisional.decide_canonical(root).access == WRITE
+                  and not provisional.decide_canonical(root).private)
+
+
+def outermost(roots: list[str]) -> list[str]:
+    kept: list[str] = []
+    for root in sorted(roots):
+        if not any(is_within(root, outer) for outer in kept):
+            kept.append(root)
+    return kept
+
+
+def nested_protection_specs(roots, names) -> list[GlobSpec]:
+    """Glob specs that find every existing protected name below each root."""
+    specs = []
+    for root in roots:
+        specs.append(GlobSpec(root=root, pattern="**/.git", access=READ, origin=BUILTIN,
+                              label="nested .git (built-in protected metadata)", tier=TIER_PROTECTED))
+        for name, _kind in names:
+            if name != ".git":
+                specs.append(GlobSpec(root=root, pattern=f"**/{name}", access=READ, origin=BUILTIN,
+                                      label=f"nested {name} (built-in protected metadata)", tier=TIER_PROTECTED,
+                                      excludes=DEPENDENCY_TREES))
+    return specs
+
+
+def protected_entries(writable_roots, names, home, env, repositories=(), refusals=None):
+    """Protected metadata at the top of each writable root, the hooks directory
+    git is configured to use, and every git config file (includes too) that a
+    writable root holds, as ProtectedPath records. `repositories` are the
+    work trees of nested repositories, whose hooks and config count too."""
+    entries = []
+
+    def writable(path):
+        return any(is_within(path, root) for root in writable_roots)
+
+    def refuse_swappable_links(spelled: str, what: str, hint: str):
+        # A name reached through a link the sandbox can replace is protected
+        # only where the link pointed at the start: the sandbox swaps the link
+        # for a directory of its own, and git on the host reads that instead.
+        for link in symlink_components(spelled):
+            if writable(os.path.dirname(link)):
+                refuse(refusals, PolicyError(f"{what} {spelled} is reached through the symlink {link}, which "
+                                              "the sandbox could replace", hint=hint))
+                return
+
+    for root in list(writable_roots) + [r for r in repositories if r not in writable_roots]:
+        chain = git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
+        for spelled in chain:
+            config = canonical(spelled)
+            if writable(config) and not is_within(config, os.path.join(root, ".git")):
+                refuse_swappable_links(spelled, "the git config file", "include the real path instead")
+                entries.append(ProtectedPath(config, "file", os.path.lexists(config), f"git config read for {root}"))
+        spelled_hooks = hooks_path(root, home, chain) if chain else None
+        hooks = canonical(spelled_hooks) if spelled_hooks else None
+        if hooks and writable(hooks) and hooks != root:
+            refuse_swappable_links(spelled_hooks, "core.hooksPath", "point core.hooksPath at the real directory")
+            if os.path.islink(hooks):
+                refuse(refusals, PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
+                                              hint="point core.hooksPath at the real directory"))
+            entries.append(ProtectedPath(hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
+        # A nested repository is a project of its own: the whole list holds there.
+        for name, kind in names:
+            path = os.path.join(root, name)
+            label = f'protected "{name}" in {root}'
+            if os.path.islink(path):
+                refuse(refusals, PolicyError(
+                    f"{path} is a symlink inside the writable root {root}: the sandbox could replace it "
+                    "and escape the protection of its target",
+                    hint=f"replace the symlink with the real {kind}, or make {root} read-only"))
+                continue
+            exists = os.path.lexists(path)
+            entries.append(ProtectedPath(path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
+            if name == ".git" and exists and os.path.isfile(path):
+                spelled_target = gitdir_target(path)
+                if spelled_target:
+                    target = canonical(spelled_target)
+                    if writable(target):
+                        refuse_swappable_links(spelled_target, f"the gitdir of {path},",
+                                               "write the real path after gitdir: in the .git file")
+                    entries.append(ProtectedPath(target, "dir", os.path.isdir(target), f'gitdir of {path}'))
+    return entries
+
+
+def own_files(home: str, writable_roots) -> list[Cap]:
+    """ringfence's own state (never visible), its user configuration (never
+    writable), and the Python and ringfence it runs on when they lie in a
+    writable root: a sandbox that could change them would run its code on the
+    host at the next start."""
+    def cap(path, access, label, kind="protected"):
+        return Cap(path, access, PathRule(path, access, BUILTIN, label, kind=kind, tier=TIER_PROTECTED))
+
+    caps = [cap(canonical(state_dir(home)), NONE, "ringfence state (built-in, always hidden)", "state"),
+            cap(canonical(user_config_dir(home)), READ, "ringfence user configuration (built-in, never writable)")]
+    installed = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), sys.prefix, sys.base_prefix,
+                 os.path.dirname(os.path.realpath(sys.executable))}
+    for path in sorted(canonical(p) for p in installed):
+        if any(is_within(path, root) for root in writable_roots):
+            caps.append(cap(path, READ, "ringfence's own installation and interpreter (built-in, never writable)"))
+    return caps

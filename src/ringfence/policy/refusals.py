@@ -1,0 +1,125 @@
+"""What keeps a policy from being enforced exactly, found while it is built.
+
+Recorded as data on the policy (a run refuses; `status` and `explain` still
+show everything else); the workspace refusals stop the build itself, since
+they come before a scan of the whole home would.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..config.vocabulary import PROJECT_ROOTS, WORKSPACE_ROOTS
+from ..errors import PolicyError
+from ..paths import canonical, is_within, symlink_components
+from .filesystem import NONE, WRITE, FilesystemPolicy
+from .globs import hard_link_count
+
+
+def refuse(refusals, error: PolicyError):
+    """Record what keeps the policy from being enforced; the run refuses, while
+    `status` and `explain` still show everything else. Without a list (a caller
+    that only wants a policy it can run), refuse at once."""
+    if refusals is None:
+        raise error
+    refusals.append(error)
+
+
+def other_names(path: str, root: str, limit: int = 5, seconds: float = 2.0) -> list[str]:
+    """Other names of `path`'s inode under `root`. Only on the error path, and
+    a home can be large: the walk stops after `seconds`."""
+    import time
+
+    try:
+        target = os.stat(path)
+    except OSError:
+        return []
+    found = []
+    deadline = time.monotonic() + seconds
+    for directory, _dirs, files in os.walk(root):
+        if time.monotonic() > deadline:
+            break
+        for name in files:
+            candidate = os.path.join(directory, name)
+            try:
+                info = os.lstat(candidate)
+            except OSError:
+                continue
+            if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino) and candidate != path:
+                found.append(candidate)
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def hard_link_refusal(path: str, label: str, root: str) -> PolicyError:
+    others = other_names(path, root)
+    where = ("; other names: " + ", ".join(others)) if others else f"; none of them under {root}"
+    return PolicyError(
+        f"{path} is denied by {label} but has {hard_link_count(path)} hard links, "
+        f"and a mask covers one name only{where}",
+        hint=f"find every name with `find / -xdev -samefile '{path}'` and delete the ones "
+             "that should not hold the secret (copying the file would leave the secret in them)")
+
+
+def refuse_home_as_workspace(project_roots, home, provisional):
+    """With no project marker between the working directory and $HOME, the
+    project root is the working directory itself; when that is $HOME (or
+    above it), making it writable would hand the sandbox the user's shell
+    start-up files and ringfence's own configuration."""
+    for root in project_roots:
+        rule = provisional.index.get(root)
+        implicit = rule is not None and rule.access == WRITE and rule.token in (PROJECT_ROOTS, WORKSPACE_ROOTS)
+        if implicit and is_within(home, root):
+            what = "is your home directory" if root == home else f"contains your home directory ({home})"
+            raise PolicyError(
+                f"refusing to make {root} the writable workspace: it {what}, and a sandbox that can write "
+                "there can change your shell start-up files and ringfence's own configuration",
+                hint="run from a project directory (one holding .git or a project_root_markers entry), "
+                     'or name the directories to write explicitly, e.g. "~/scratch" = "write"')
+
+
+def refuse_credentials_as_workspace(project_roots, provisional):
+    """Run from inside ~/.aws or ~/.ssh with no project marker, the working
+    directory would become the writable workspace, and its rule, being more
+    specific, would open the very folder the credential layer denies."""
+    for root in project_roots:
+        rule = provisional.index.get(root)
+        if rule is None or rule.access != WRITE or rule.token not in (PROJECT_ROOTS, WORKSPACE_ROOTS):
+            continue
+        for denied in provisional.rules:
+            if denied.kind == "credentials" and denied.access == NONE and is_within(root, denied.path):
+                raise PolicyError(
+                    f"refusing to make {root} the writable workspace: it lies in {denied.path}, which "
+                    f"{denied.label} denies",
+                    hint="run from a project directory, or allow that folder explicitly with a rule "
+                         f'("{denied.spelled or denied.path}" = "read" or "write") if you mean to')
+
+
+def check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
+    """A denied or read-only path reached through a symlink that the sandbox can
+    rewrite is refused: the protection would follow the link, not the name."""
+    for rule in rules:
+        if rule.kind != "path" or rule.access == WRITE or not rule.spelled:
+            continue
+        for link in symlink_components(rule.spelled):
+            parent = os.path.dirname(link)
+            if provisional.decide_canonical(canonical(parent)).access == WRITE:
+                refuse(refusals, PolicyError(
+                    f"{rule.describe()} reaches {rule.path} through the symlink {link}, "
+                    f"which the sandbox can rewrite ({parent} is writable)",
+                    hint=f"write the rule for the real path {rule.path}, or make {parent} read-only"))
+
+
+def check_hard_links(rules, provisional: FilesystemPolicy, home: str, refusals=None):
+    """A denied file with other hard links (~/netrc.bak made from ~/.netrc)
+    is readable under the other names, which a mask on this one cannot cover.
+    Globs' matches are checked as they are found; these are the path rules'."""
+    for rule in rules:
+        if rule.access != NONE or rule.kind not in ("path", "credentials"):
+            continue
+        if provisional.index.get(rule.path) is not rule:
+            continue  # replaced at its path by a rule that allows it
+        if hard_link_count(rule.path) > 1:
+            where = home if is_within(rule.path, home) else os.path.dirname(rule.path)
+            refuse(refusals, hard_link_refusal(rule.path, rule.describe(), where))
