@@ -1,0 +1,104 @@
+"""Review of the hardening: what still reaches the host side.
+
+Each attack works without the sandbox (the control) and must fail inside it,
+judged from files on the host. Tests marked xfail(strict) show a finding that
+is still open: they assert the safe outcome, fail today, and will report
+XPASS (an error under strict) once the hole is closed, so the mark must go.
+"""
+
+import os
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.boundary
+
+OPEN = "open review finding: "
+
+
+def _target(scene):
+    """A file outside the workspace that no run may change."""
+    return scene.write("outside/target.txt", "original\n")
+
+
+def _writable_target(scene):
+    """The target, after the control has shown that this user can write it; and a repository to run in."""
+    target = _target(scene)
+    scene.sh(f"echo pwned > {target}", sandbox=False)
+    assert scene.read("outside/target.txt") == "pwned\n", "control: the user can write the target"
+    scene.write("outside/target.txt", "original\n")
+    scene.git("init", "-q")
+    return target
+
+
+# bwrap reads --args as NUL-separated words: a NUL inside a value becomes a word
+# boundary, and a non-option word ends bwrap's reading of the file, so the
+# mounts, --seccomp and --block-fd that follow the environment never apply.
+INJECTED = "a\\u0000--bind\\u0000/\\u0000/\\u0000--"
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN + "a NUL in a [shell_environment_policy] set value splits bwrap's "
+                                             "--args file: a project's config mounts / writable, without seccomp")
+def test_a_project_environment_value_cannot_add_bwrap_options(scene):
+    target = _writable_target(scene)
+    scene.write("ws/.ringfence/config.toml", '[shell_environment_policy]\nset = { X = "a" }\n')
+    scene.sh(f"echo pwned > {target}")
+    assert scene.read("outside/target.txt") == "original\n", "control: a plain value changes nothing"
+    scene.write("ws/.ringfence/config.toml", f'[shell_environment_policy]\nset = {{ X = "{INJECTED}" }}\n')
+    result = scene.sh(f"echo pwned > {target}")
+    assert scene.read("outside/target.txt") == "original\n", result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN + "Sandbox.run(env=...) passes a NUL in a value into bwrap's --args "
+                                             "file (subprocess would refuse it: 'embedded null byte')")
+def test_an_api_environment_value_cannot_add_bwrap_options(scene):
+    target = _writable_target(scene)
+    script = scene.write("ws/agent.py", (
+        "import os, sys\n"
+        "from ringfence import Sandbox, load_policy\n"
+        "value = 'a\\0--bind\\0/\\0/\\0--' if sys.argv[1] == 'inject' else 'a'\n"
+        "env = dict(os.environ, X=value)\n"
+        "try:\n"
+        "    Sandbox(load_policy('.')).run(['sh', '-c', sys.argv[2]], env=env, capture_output=True)\n"
+        "except Exception as exc:\n"
+        "    print('refused:', exc)\n"))
+    scene.run([sys.executable, "-P", script, "a", f"echo pwned > {target}"], sandbox=False)
+    assert scene.read("outside/target.txt") == "original\n", "control: a plain value changes nothing"
+    result = scene.run([sys.executable, "-P", script, "inject", f"echo pwned > {target}"],
+                       sandbox=False)
+    assert scene.read("outside/target.txt") == "original\n", result.stdout + result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN + "the event log is reopened (following links) for every event: a "
+                                             "log in the workspace, swapped for a link, appends to any host file")
+def test_an_event_log_in_the_workspace_cannot_be_redirected(scene):
+    target = _target(scene)
+    scene.sh(f"echo pwned >> {target}", sandbox=False)
+    assert scene.read("outside/target.txt") != "original\n", "control: the user can append to it"
+    scene.write("outside/target.txt", "original\n")
+    scene.git("init", "-q")
+    log = os.path.join(scene.ws, "events.jsonl")
+    swap = f"echo pwned >> {target}; rm events.jsonl; ln -s {target} events.jsonl; mkdir -p sub/.vscode"
+    result = scene.sh(swap, args=("--events", log))
+    assert scene.read("outside/target.txt") == "original\n", result.stderr
+
+
+@pytest.mark.xfail(strict=True, reason=OPEN + "the user site-packages (and ~/.local/bin) of the Python ringfence "
+                                             "runs on are not among its own files: a .pth planted there runs in "
+                                             "ringfence on the host")
+def test_a_writable_user_site_cannot_run_code_in_ringfence(scene):
+    marker = os.path.join(scene.outside, "pth-ran")
+    site = scene.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+                     sandbox=False).stdout.strip()
+    assert site.startswith(scene.home), site
+    plant = f"mkdir -p {site} && echo 'import os; open(\"{marker}\", \"w\").close()' > {site}/review.pth"
+    scene.sh(plant, sandbox=False)
+    scene.run([sys.executable, "-c", "pass"], sandbox=False)
+    assert os.path.exists(marker), "control: a .pth in the user site runs at every Python start"
+    os.unlink(marker)
+    os.unlink(os.path.join(site, "review.pth"))
+    scene.git("init", "-q")
+    scene.config('[sandbox_workspace_write]\nwritable_roots = ["~/.local"]\n')
+    result = scene.sh(plant)
+    scene.ringfence("--version")
+    assert not os.path.exists(marker), result.stderr
