@@ -12,6 +12,7 @@ ever added.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -32,25 +33,30 @@ class EventLog:
         self.run_id = run_id or new_run_id()
         self.path = path
         self.events: list[dict] = []
+        self._fd = None
         if path:
-            # Found out now, before anything runs, rather than halfway through a run.
+            # Opened once, now, not following a link: a log in a folder the
+            # sandbox can write would otherwise be swapped during the run for
+            # a link to the user's ~/.bashrc, and the next event appended there.
             try:
-                with open(path, "a", encoding="utf-8"):
-                    pass
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                   0o600)
             except OSError as exc:
                 from .errors import RingfenceError
 
-                raise RingfenceError(f"cannot write the event log {path}: {exc.strerror}",
-                                     hint="name a file in a directory you can write") from None
+                reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+                raise RingfenceError(f"cannot write the event log {path}: {reason}",
+                                     hint="name a regular file in a directory you can write") from None
+            import weakref
+
+            weakref.finalize(self, os.close, self._fd)
 
     def emit(self, type_: str, **fields) -> dict:
         event = {"schema": SCHEMA, "time": _timestamp(), "run": self.run_id, "type": type_}
         event.update(fields)
         self.events.append(event)
-        if self.path:
+        if self._fd is not None:
             import json
 
-            line = json.dumps(event, sort_keys=False, default=str) + "\n"
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(line)
+            os.write(self._fd, (json.dumps(event, sort_keys=False, default=str) + "\n").encode())
         return event

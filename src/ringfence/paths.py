@@ -58,3 +58,31 @@ def symlink_components(path: str) -> list[str]:
             found.append(current)
             current = os.path.realpath(current)
     return found
+
+
+def read_regular_file(path: str, limit: int = 1 << 20) -> bytes | None:
+    """The first `limit` bytes of `path` if it is a regular file; None if it
+    is missing, unreadable, or anything else. Files ringfence reads from a
+    workspace may have been planted there: a FIFO would block the open (and
+    every later start) forever, a device would read without end."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, total = [], 0
+        while total < limit:
+            chunk = os.read(fd, min(1 << 16, limit - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

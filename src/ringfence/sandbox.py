@@ -59,6 +59,18 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     return policy
 
 
+def _check_environment(env: dict):
+    """What an operating system environment can hold, as execve(2) takes it:
+    a name neither empty nor with "=", and no NUL anywhere (bwrap reads its
+    options NUL-separated, so a NUL would add options of its own)."""
+    for name, value in env.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise TypeError(f"env holds {name!r}: names and values are strings")
+        if not name or "=" in name or "\0" in name or "\0" in value:
+            raise ValueError(f"env holds {name!r}, which no environment can hold: a name is not empty and has no "
+                             "'=', and neither holds a NUL")
+
+
 class Sandbox:
     """Runs commands under one policy, through one backend.
 
@@ -151,6 +163,8 @@ class Sandbox:
                     config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
                     limits=policy.limits.describe())
         source_env = os.environ if env is None else env
+        if env is not None:
+            _check_environment(env)
         env_result = policy.environment.apply(source_env)
         if input is not None:
             stdin_mode = PIPE

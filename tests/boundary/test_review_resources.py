@@ -74,8 +74,6 @@ def test_a_memory_file_cannot_pin_more_than_the_limits(scene, request):
     assert _pinned(scene, "memfd", sandbox=True) < 128 * MIB
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "a FIFO planted as .npmrc (or as a nested repository's config "
-                                             "include) blocks the policy scan: every later start hangs")
 def test_a_planted_fifo_cannot_stall_the_next_start(scene):
     scene.git("init", "-q")
     assert scene.ringfence("status", timeout=30).returncode == 0, "control: status answers"

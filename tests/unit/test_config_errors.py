@@ -519,3 +519,13 @@ def test_the_api_timeout_is_checked_before_anything_runs(world, value):
     with pytest.raises(ValueError) as info:
         sandbox.run(["true"], timeout=value)
     assert "timeout" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ['[shell_environment_policy]\nset = { X = "a\\u0000--bind" }\n',
+                                  '[permissions.p.filesystem]\n"/x\\u0000y" = "read"\n',
+                                  '[sandbox_workspace_write]\nwritable_roots = ["/a\\u0000b"]\n'])
+def test_a_nul_anywhere_is_refused(world, text):
+    world.write(world.user_file, text)
+    with pytest.raises(ConfigError) as info:
+        world.load()
+    assert "NUL" in str(info.value) and world.user_file in str(info.value)

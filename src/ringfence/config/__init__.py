@@ -11,10 +11,11 @@ does.
 from __future__ import annotations
 
 import os
+import stat
 
 from .._record import Record
 from ..errors import ConfigError
-from ..paths import expand_home
+from ..paths import expand_home, read_regular_file
 from .schema import Setting, validate_layer
 
 __all__ = ["Config", "Layer", "Setting", "load_config", "find_project_root", "user_config_dir"]
@@ -136,6 +137,9 @@ def _read_toml(path: str, cache_dir: str | None = None) -> dict:
         info = os.stat(path)
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        # A FIFO (planted by a sandbox in a repository it made) would block every later start.
+        raise ConfigError(path, "", "is not a regular file", hint="replace it with a file, or remove it")
     identity = (path, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
     cache = None
     if cache_dir:
@@ -152,13 +156,15 @@ def _read_toml(path: str, cache_dir: str | None = None) -> dict:
             pass
     import tomllib
 
+    content = read_regular_file(path, 1 << 24)
+    if content is None:
+        raise ConfigError(path, "", "cannot read it as a regular file")
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+        data = tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
     if cache:
         try:
             encoded = marshal.dumps((identity, data))

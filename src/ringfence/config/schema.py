@@ -437,9 +437,27 @@ ROOT_FIELDS = {
 }
 
 
+def _refuse_nul(node, path, ctx):
+    """TOML strings may hold NUL (\\u0000); no path, name or environment value
+    can. bwrap reads its options NUL-separated: a NUL in a value would become
+    options of its own."""
+    if isinstance(node, str):
+        if "\0" in node:
+            raise ctx.error(path, "holds a NUL character", accepted="text without NUL")
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if "\0" in key:
+                raise ctx.error(path + [key.replace("\0", "\\0")], "the key holds a NUL character")
+            _refuse_nul(value, path + [key], ctx)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _refuse_nul(item, path + [index], ctx)
+
+
 def validate_layer(raw: dict, source: str, *, allow_trust: bool) -> tuple[dict, list[str]]:
     """Validate one parsed TOML document; return the settings tree and ignored keys."""
     ctx = Context(source, allow_trust)
+    _refuse_nul(raw, [], ctx)
     fields = dict(ROOT_FIELDS)
     if allow_trust:
         fields["projects"] = _projects_spec(ctx)

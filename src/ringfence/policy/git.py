@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from ..paths import expand_home
+from ..paths import expand_home, read_regular_file
 from . import gitconfig
 
 
@@ -17,17 +17,7 @@ def git_config_chain(root: str, home: str, env: dict) -> list[str]:
     xdg = env.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
     # A linked worktree's .git is a file naming its gitdir, whose `commondir`
     # names the repository that holds the shared config.
-    git_dir = os.path.join(root, ".git")
-    if os.path.isfile(git_dir):
-        git_dir = gitdir_target(git_dir) or git_dir
-    common_dir = git_dir
-    try:
-        with open(os.path.join(git_dir, "commondir"), encoding="utf-8", errors="replace") as handle:
-            named = handle.readline().strip()
-        if named:
-            common_dir = os.path.join(git_dir, named)
-    except OSError:
-        pass
+    git_dir, common_dir = repository_dirs(root)
     first = ["/etc/gitconfig",
              env.get("GIT_CONFIG_GLOBAL") or os.path.join(xdg, "git", "config"),
              os.path.join(home, ".gitconfig"),
@@ -65,12 +55,28 @@ def hooks_path(root: str, home: str, chain: list[str]) -> str | None:
     return value if os.path.isabs(value) else os.path.join(root, value)
 
 
+def repository_dirs(root: str) -> tuple[str, str]:
+    """(the git directory, the common directory holding config and hooks)
+    of the repository at `root`. A linked worktree's .git is a file naming
+    its gitdir, whose `commondir` names the repository that holds the rest."""
+    git_dir = os.path.join(root, ".git")
+    if os.path.isfile(git_dir):
+        git_dir = gitdir_target(git_dir) or git_dir
+    common_dir = git_dir
+    named = (read_regular_file(os.path.join(git_dir, "commondir"), 4096) or b"").decode(errors="replace")
+    named = named.splitlines()[0].strip() if named.strip() else ""
+    if named:
+        common_dir = os.path.join(git_dir, named)
+    return git_dir, common_dir
+
+
+def default_hooks(root: str) -> str:
+    return os.path.join(repository_dirs(root)[1], "hooks")
+
+
 def gitdir_target(dot_git_file: str) -> str | None:
-    try:
-        with open(dot_git_file, encoding="utf-8", errors="replace") as handle:
-            first = handle.readline().strip()
-    except OSError:
-        return None
+    text = (read_regular_file(dot_git_file, 4096) or b"").decode("utf-8", errors="replace")
+    first = text.splitlines()[0].strip() if text.strip() else ""
     if not first.startswith("gitdir:"):
         return None
     target = first[len("gitdir:"):].strip()

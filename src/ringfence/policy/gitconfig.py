@@ -13,6 +13,8 @@ not be installed when the sandbox runs yet be used on the host later.
 
 from __future__ import annotations
 
+from ..paths import read_regular_file
+
 _ESCAPES = {"n": "\n", "t": "\t", "b": "\b", '"': '"', "\\": "\\"}
 _SPACE = " \t\r\n"
 
@@ -22,10 +24,8 @@ def read(path: str) -> list[tuple[str, str, str | None]]:
     cannot be read. `section` is what git puts before the key: `core`,
     `a.b` for `[a.b]`, `includeif.gitdir:x` for `[includeIf "gitdir:x"]`; a
     key without `=` has the value None (boolean true)."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError:
+    data = read_regular_file(path)
+    if data is None:
         return []
     return parse(data.decode("utf-8", errors="replace"))
 

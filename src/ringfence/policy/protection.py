@@ -123,9 +123,25 @@ def own_files(home: str, writable_roots) -> list[Cap]:
 
     caps = [cap(canonical(state_dir(home)), NONE, "ringfence state (built-in, always hidden)", "state"),
             cap(canonical(user_config_dir(home)), READ, "ringfence user configuration (built-in, never writable)")]
-    installed = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), sys.prefix, sys.base_prefix,
-                 os.path.dirname(os.path.realpath(sys.executable))}
-    for path in sorted(canonical(p) for p in installed):
-        if any(is_within(path, root) for root in writable_roots):
-            caps.append(cap(path, READ, "ringfence's own installation and interpreter (built-in, never writable)"))
+    for path in sorted({canonical(p) for p in _startup_paths()}):
+        # Both ways: a writable root inside the installation (a venv's
+        # site-packages) is as dangerous as the installation inside a root.
+        if any(is_within(path, root) or is_within(root, path) for root in writable_roots):
+            caps.append(cap(path, READ, "ringfence's own installation and interpreter, and what Python runs "
+                                        "when it starts (built-in, never writable)"))
     return caps
+
+
+def _startup_paths() -> set[str]:
+    """Where the code ringfence runs on comes from: its package, the
+    interpreter, and the site folders whose .pth files Python runs at every
+    start (the user's own included, with the folder of its scripts)."""
+    import site
+
+    paths = {os.path.dirname(os.path.dirname(os.path.abspath(__file__))), sys.prefix, sys.base_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), os.path.join(sys.prefix, "bin")}
+    paths.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
+        paths.add(os.path.join(site.getuserbase(), "bin"))
+    return {path for path in paths if path}

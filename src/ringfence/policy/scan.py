@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from ..errors import PolicyError
-from ..paths import ancestors, is_within
+from ..paths import ancestors, is_within, read_regular_file
 from .filesystem import NONE, READ, TIER_BUILTIN, TIER_PROTECTED, Cap, FilesystemPolicy, GlobRule, PathRule
 from .globs import compile_pattern, hard_link_count, scan
 from .refusals import hard_link_refusal, refuse
@@ -104,11 +104,11 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
 
 
 def _holds_any(path: str, words) -> bool:
-    """Whether the file's first 256 KiB hold one of `words`. Unreadable counts
-    as holding: a file the scan cannot judge stays denied."""
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(1 << 18)
-    except OSError:
+    """Whether the file (its first 4 MiB) holds one of `words`, whatever the
+    case. What cannot be read counts as holding: a file the scan cannot judge
+    stays denied."""
+    content = read_regular_file(path, 1 << 22)
+    if content is None:
         return True
-    return any(word.encode() in head for word in words)
+    lower = content.lower()
+    return any(word.lower().encode() in lower for word in words)

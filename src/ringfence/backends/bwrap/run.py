@@ -81,7 +81,22 @@ def helper_payload(plan: BwrapPlan) -> bytes:
     fields.append(str(len(plan.env)).encode())
     fields += [os.fsencode(f"{name}={value}") for name, value in plan.env.items()]
     fields += [os.fsencode(arg) for arg in plan.full_command]
+    if any(b"\0" in field for field in fields):
+        raise BackendUnavailable("the mask helper's work holds a NUL character: refusing to start",
+                                 hint="remove the NUL from the configuration or environment that holds it")
     return b"\0".join(fields)
+
+
+def _nul_separated(words: list[str]) -> bytes:
+    """bwrap's --args file. A NUL inside a word would make the rest of it an
+    option of bwrap's own: fail closed, whatever let it this far."""
+    data = []
+    for word in words:
+        if "\0" in word:
+            raise BackendUnavailable(f"a bwrap option holds a NUL character ({word[:40]!r}): refusing to start",
+                                     hint="remove the NUL from the configuration or environment that holds it")
+        data.append(os.fsencode(word) + b"\0")
+    return b"".join(data)
 
 
 def _anonymous_file(data: bytes, name: str) -> int:
@@ -203,8 +218,7 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
         # command's argv is on view there anyway, as the sandboxed process's own.
         separator = plan.argv.index("--")
         args_fd = next(fd for fd in range(fds.FIRST_FREE, 1 << 20) if fd not in child_fds)
-        hand(args_fd, _anonymous_file(b"".join(os.fsencode(arg) + b"\0" for arg in plan.argv[1:separator]),
-                                      "ringfence-bwrap-args"))
+        hand(args_fd, _anonymous_file(_nul_separated(plan.argv[1:separator]), "ringfence-bwrap-args"))
 
         events.emit("run.start", argv=plan.command, backend="bwrap", bwrap=plan.bwrap.path,
                     network="isolated" if plan.network_isolated else "host",
