@@ -165,6 +165,8 @@ def cmd_run(options, positional) -> int:
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
+        elif event["type"] == "protected.unchecked":
+            _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")

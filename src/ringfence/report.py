@@ -70,6 +70,7 @@ def status_data(policy, backend=None) -> dict:
         "builtin_protections": [{"protection": what, "opt_out": how} for what, how in policy.builtins],
         "refusals": [{"message": refusal.message, "hint": refusal.hint} for refusal in policy.refusals]
         + [{"message": item.message(), "hint": item.hint} for item in unenforceable],
+        "notices": list(policy.notices),
     }
     return data
 
@@ -87,7 +88,9 @@ def status(policy, *, as_json: bool, backend=None) -> int:
         add(f"CANNOT RUN: {refusal['message']}")
         if refusal["hint"]:
             add(f"  fix: {refusal['hint']}")
-    if data["refusals"]:
+    for notice in data["notices"]:
+        add(f"NOTE: {notice}")
+    if data["refusals"] or data["notices"]:
         add("")
     add(f"profile        {data['profile']}   (chosen by {data['chosen_by']})")
     backend = data["backend"]

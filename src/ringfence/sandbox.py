@@ -28,6 +28,9 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     if not os.path.isdir(cwd):
         raise RingfenceError(f"{cwd} is not a directory", hint="give the project directory the policy is for")
     home = home or source_env.get("HOME") or os.path.expanduser("~")
+    request = (("cwd", cwd), ("home", home), ("sandbox_mode", sandbox_mode), ("permissions", permissions),
+               ("config_files", tuple(config_files)), ("overrides", tuple(overrides)),
+               ("read_user_config", read_user_config), ("env", None if env is None else tuple(env.items())))
     if sandbox_mode and permissions:
         raise ConfigError("command-line flags", "", "--sandbox and -P choose the same thing; give one")
     flags = {}
@@ -56,7 +59,20 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
                               + "; ".join(problems),
                               hint=f'trust the project in ~/.ringfence/config.toml: [projects."{config.project_root}"] '
                                    'trust_level = "trusted", or remove the loosening keys')
-    return policy
+    return policy.replace(load_request=request)
+
+
+def _reload(policy):
+    """The policy as `load_policy` would make it now. Glob matches,
+    protections, hard-link and symlink checks all describe the disk at build
+    time: a secret written after it (by the last run, or by the caller) would
+    be readable by the next run of a policy kept from before."""
+    if policy.load_request is None:
+        return policy
+    request = dict(policy.load_request)
+    if request["env"] is not None:
+        request["env"] = dict(request["env"])
+    return load_policy(**request)
 
 
 def _check_environment(env: dict):
@@ -93,9 +109,7 @@ class Sandbox:
 
             backend = select_backend()
         self.backend = backend
-        self._refusal = None
-        fs = self.policy.filesystem
-        self._known_protected = {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+        self._fresh = True
         if backend is not None:
             import weakref
 
@@ -143,11 +157,15 @@ class Sandbox:
             problem = seconds_problem(timeout)
             if problem:
                 raise ValueError(f"timeout={timeout!r} {problem}: give a number of seconds")
+        # Built when this Sandbox was made, or by the previous run: a policy
+        # from load_policy is built again (only a hand-built one is kept as is).
+        if not self._fresh:
+            self.policy = _reload(self.policy)
+        self._fresh = False
         policy = self.policy
-        if self._refusal is None:
-            self._refusal = self.unenforceable()
-        if self._refusal:
-            first, more = self._refusal[0], len(self._refusal) - 1
+        refusals = self.unenforceable()
+        if refusals:
+            first, more = refusals[0], len(refusals) - 1
             raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
                               hint=first.hint)
         events = events or EventLog(path=events_path)
@@ -187,6 +205,11 @@ class Sandbox:
                                    keep=keep_placeholders)
         from .launcher.created import report_new_protected
 
-        if report_new_protected(policy, self._known_protected, events):
+        if report_new_protected(policy, _known_protected(policy), events):
             outcome = outcome.replace(events=tuple(events.events))
         return outcome
+
+
+def _known_protected(policy) -> set:
+    fs = policy.filesystem
+    return {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}

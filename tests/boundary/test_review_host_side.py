@@ -93,3 +93,21 @@ def test_a_writable_user_site_cannot_run_code_in_ringfence(scene):
     result = scene.sh(plant)
     scene.ringfence("--version")
     assert not os.path.exists(marker), result.stderr
+
+
+def test_a_writable_root_capped_read_only_stays_read_only(scene):
+    """The user's site-packages runs its .pth files at every Python start,
+    ringfence's own included: named writable, it is still capped read-only,
+    and the mounts that keep protected names in place must not reopen it."""
+    scene.git("init", "-q")
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_packages = scene.mkdir(f"home/.local/lib/{version}/site-packages")
+    planted = os.path.join(site_packages, "planted.pth")
+    attack = f"echo 'import os' > {planted}"
+    scene.sh(attack, sandbox=False)
+    assert os.path.exists(planted), "control: the user can write there"
+    os.unlink(planted)
+    scene.config('default_permissions = "dev"\n[permissions.dev]\nextends = ":workspace"\n'
+                 f'[permissions.dev.filesystem]\n"{site_packages}" = "write"\n')
+    result = scene.sh(attack)
+    assert not os.path.exists(planted), result.stderr

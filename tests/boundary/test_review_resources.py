@@ -64,8 +64,9 @@ def test_a_memory_file_cannot_pin_more_than_the_limits(scene, request):
     cgroup does). Unmapped, they are in no process's RSS either, so the
     host's OOM killer picks someone else."""
     if not (scene.user.is_current and os.getuid() == 0):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=OPEN + "memfd_create + write pins host memory "
-                                                                         "past [limits] memory and temporary_space"))
+        request.applymarker(pytest.mark.xfail(strict=True, reason="known limit (README, What it does not "
+                                              "cover): memfd_create + write pins host memory past [limits] "
+                                              "memory and temporary_space without a memory cgroup"))
     scene.git("init", "-q")
     scene.write("ws/pin.py", PIN)
     scene.config('[limits]\nmemory = "128M"\ntemporary_space = "32M"\n')
@@ -85,8 +86,6 @@ def test_a_planted_fifo_cannot_stall_the_next_start(scene):
         pytest.fail("ringfence status hung on a FIFO the sandbox planted")
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "the post-run check lists a folder the sandbox swapped for a "
-                                             "symlink, and walks (and reports) whatever it points to")
 def test_the_post_run_check_does_not_follow_a_swapped_in_link(scene):
     scene.git("init", "-q")
     scene.mkdir("ws/sub/deeper")
@@ -94,3 +93,34 @@ def test_the_post_run_check_does_not_follow_a_swapped_in_link(scene):
     result = scene.sh(f"rm -rf sub && ln -s {scene.outside} sub")
     assert scene.exists("ws/sub/other/.git"), "control: the link leads to the user's repository outside"
     assert "sub/other/.git" not in result.stderr, result.stderr
+
+
+def test_a_run_takes_at_most_half_of_the_users_own_process_limit(ordinary_scene):
+    """RLIMIT_NPROC counts the user's processes on the host as well as the
+    sandbox's: a cap above the user's own limit lets one run leave the user
+    unable to fork anywhere."""
+    from test_safe_defaults import _peak_processes
+
+    scene = ordinary_scene
+    scene.config("[limits]\nprocesses = 512\n")
+    own_limit = 120
+    bomb = "touch started; f() { for i in 1 2; do f & done; sleep 3; }; f"
+    kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}
+
+    def peak(wrapper):
+        marker = f"rf-bomb-{os.urandom(3).hex()}"
+        argv = ["timeout", "-s", "KILL", "6", "prlimit", f"--nproc={own_limit}:{own_limit * 8}", *wrapper,
+                "bash", "-c", bomb, marker]
+        process = subprocess.Popen(argv, cwd=scene.ws, env=scene.env(), stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   **kwargs)
+        found = _peak_processes(marker.encode(), process, 6.5)
+        process.wait(timeout=30)
+        return found
+
+    control = peak(["unshare", "-Urpf", "--kill-child"])
+    assert control > own_limit // 2 + 10, f"control: the user's own limit is what binds ({control})"
+    os.unlink(os.path.join(scene.ws, "started"))
+    sandboxed = peak([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--timeout", "4", "--"])
+    assert scene.exists("ws/started"), "the run started"
+    assert sandboxed <= own_limit // 2 + 3, sandboxed  # ringfence, bwrap and its init carry the marker too

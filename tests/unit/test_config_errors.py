@@ -400,6 +400,19 @@ def test_glob_rooted_at_slash_is_refused(world, line, key):
     assert error.hint and ":project_roots" in error.hint
 
 
+@pytest.mark.parametrize("body, key", [
+    ('":project_roots" = { "." = "read", "src/*" = "write" }', '":project_roots"."src/*"'),
+    ('"~/work/*/build" = "write"', '"~/work/*/build"'),
+])
+def test_glob_granting_write_is_refused(world, body, key):
+    error, path = refused(world, 'default_permissions = "p"\n[permissions.p.filesystem]\n' + body + "\n",
+                          build=True)
+    assert error.source == path
+    assert error.key == f"permissions.p.filesystem.{key}"
+    assert "grants write" in str(error)
+    assert error.hint and "path" in error.hint
+
+
 # -- Codex compatibility ----------------------------------------------------------------
 
 CODEX_CONFIG = """

@@ -158,7 +158,8 @@ def build(config, *, env=None) -> Policy:
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     check_symlinks(profile_rules, provisional, refusals)
-    check_hard_links(cred_rules + profile_rules, provisional, home, refusals)
+    notices: list[str] = []
+    check_hard_links(cred_rules + profile_rules, provisional, home, refusals, notices)
 
     writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
                             | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE
@@ -193,4 +194,4 @@ def build(config, *, env=None) -> Policy:
         ("process cap: " + ", ".join(limits.describe()), '[limits] processes = "unlimited"'),
     )
     return Policy(sandboxed=True, filesystem=filesystem, network=network, environment=environment, builtins=builtins,
-                  refusals=tuple(refusals), **common)
+                  refusals=tuple(refusals), notices=tuple(notices), **common)

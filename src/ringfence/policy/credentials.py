@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 
-from ..paths import canonical, is_within
-from .builtin_data import BUILTIN, PRIVATE_PATHS, credential_entries
+from ..paths import canonical
+from .builtin_data import BUILTIN, credential_entries
 from .filesystem import NONE, TIER_BUILTIN, GlobSpec, PathRule
 from .globs import is_glob, static_prefix
 
@@ -29,9 +29,10 @@ def credential_rules(expander, enabled: bool) -> tuple[list[PathRule], list[Glob
     parents: dict = {}
     rules, globs = [], []
     agent = expander.env.get("SSH_AUTH_SOCK", "")
-    if agent.startswith("/") and not any(is_within(canonical(agent), private) for private in PRIVATE_PATHS):
+    if agent.startswith("/"):
         # Wherever the agent's socket lives, the sandbox reaching it could sign
-        # as the user; under the private /tmp or /run it is out of reach anyway.
+        # as the user. Under the private /tmp it is out of reach only until a
+        # rule shares its folder, so it is denied there too.
         rules.append(PathRule(canonical(agent), NONE, BUILTIN,
                               f'"{agent}" = "none"  (built-in :credentials: the ssh agent named by SSH_AUTH_SOCK)',
                               kind="credentials", tier=TIER_BUILTIN, spelled=agent))

@@ -7,7 +7,7 @@ import os
 from ..config.vocabulary import MINIMAL, PROJECT_ROOTS, ROOT, SLASH_TMP, TMPDIR, WORKSPACE_ROOTS
 from ..errors import ConfigError
 from ..paths import canonical, expand_home
-from .filesystem import GlobSpec, PathRule
+from .filesystem import WRITE, GlobSpec, PathRule
 from .globs import is_glob, static_prefix
 
 
@@ -64,6 +64,15 @@ class Expander:
                 raise ConfigError(setting.source, setting.key,
                                   f'the glob "{target}" is rooted at "/": it would scan the whole system',
                                   hint="root the glob in a directory, such as :project_roots or ~/")
+            if setting.value == WRITE:
+                # Writable roots are where protections are placed and new
+                # repositories looked for after the run; a root that only a
+                # glob match names would get neither.
+                raise ConfigError(setting.source, setting.key,
+                                  f'the glob "{target}" grants write: globs may only deny ("none") or narrow to '
+                                  '"read"',
+                                  hint="name each folder to write as a path, or grant write to the folder "
+                                       "above them and make the rest read-only")
             pattern = target[len(root):].lstrip("/")
             globs.append(GlobSpec(root=canonical(root), pattern=pattern, access=setting.value, origin=setting.source,
                                   label=label, tier=tier, max_depth=max_depth))

@@ -13,7 +13,8 @@ from ..paths import canonical, is_within, symlink_components
 from ..state import state_dir
 from .builtin_data import BUILTIN
 from .filesystem import NONE, READ, TIER_PROTECTED, WRITE, Cap, GlobSpec, PathRule, ProtectedPath
-from .git import git_config_chain, gitdir_target, hooks_path
+from .git import default_hooks, git_config_chain, gitdir_target, hooks_path
+from .globs import hard_link_count
 from .refusals import refuse
 
 
@@ -75,6 +76,41 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
                                               "the sandbox could replace", hint=hint))
                 return
 
+    def refuse_hard_linked(path: str, what: str):
+        # A read-only mount covers one name; another name of the same file in
+        # a writable root rewrites what git on the host reads or runs.
+        if hard_link_count(path) > 1:
+            refuse(refusals, PolicyError(
+                f"{what} {path} has {hard_link_count(path)} hard links: the sandbox could change it under "
+                "another name", hint=f"replace it with a copy of its own (cp --remove-destination '{path}' ...)"))
+
+    def hook_link_targets(hooks: str):
+        # The hooks directory is read-only, but a hook that is a symlink runs
+        # whatever it points to: a tracked scripts/pre-commit the sandbox can
+        # rewrite. Its target is protected in its place.
+        found = []
+        named = _hook_entries(hooks)
+        if len(named) > MAX_HOOK_ENTRIES:
+            refuse(refusals, PolicyError(f"the git hooks folder {hooks} holds more than {MAX_HOOK_ENTRIES} "
+                                          "entries: too many to check for links out of it",
+                                          hint="remove what git does not run from it"))
+        for name, is_link in named[:MAX_HOOK_ENTRIES]:
+            path = os.path.join(hooks, name)
+            if not is_link:
+                if writable(path):
+                    refuse_hard_linked(path, "the git hook")
+                continue
+            spelled_target = os.path.join(hooks, os.readlink(path))
+            target = canonical(spelled_target)
+            if writable(target):
+                refuse_swappable_links(spelled_target, f"the git hook {path} links to {target}, which",
+                                       "make the hook a copy, or link it to a path outside the writable roots")
+                refuse_hard_linked(target, "the git hook")
+                exists = os.path.lexists(target)
+                found.append(ProtectedPath(target, "dir" if os.path.isdir(target) else "file", exists,
+                                           f"target of the git hook {path}"))
+        return found
+
     for root in list(writable_roots) + [r for r in repositories if r not in writable_roots]:
         chain = git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
         for spelled in chain:
@@ -82,6 +118,9 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
             if writable(config) and not is_within(config, os.path.join(root, ".git")):
                 refuse_swappable_links(spelled, "the git config file", "include the real path instead")
                 entries.append(ProtectedPath(config, "file", os.path.lexists(config), f"git config read for {root}"))
+        for spelled in chain:
+            if writable(canonical(spelled)):
+                refuse_hard_linked(spelled, "the git config file")
         spelled_hooks = hooks_path(root, home, chain) if chain else None
         hooks = canonical(spelled_hooks) if spelled_hooks else None
         if hooks and writable(hooks) and hooks != root:
@@ -90,6 +129,18 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
                 refuse(refusals, PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
                                               hint="point core.hooksPath at the real directory"))
             entries.append(ProtectedPath(hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
+        if chain and not hooks:
+            default = default_hooks(root)
+            hooks = canonical(default)
+            if os.path.islink(default) and writable(hooks):
+                # .git/hooks itself may be a link (to a tracked scripts/hooks):
+                # .git is read-only, the folder it leads to is not.
+                refuse_swappable_links(os.path.join(os.path.dirname(default), os.readlink(default)),
+                                       f"the git hooks folder {default} leads to {hooks}, which",
+                                       "make .git/hooks a real folder")
+                entries.append(ProtectedPath(hooks, "dir", os.path.isdir(hooks), f"hooks folder of {root}"))
+        if hooks:
+            entries.extend(hook_link_targets(hooks))
         # A nested repository is a project of its own: the whole list holds there.
         for name, kind in names:
             path = os.path.join(root, name)
@@ -104,13 +155,40 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
             entries.append(ProtectedPath(path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
             if name == ".git" and exists and os.path.isfile(path):
                 spelled_target = gitdir_target(path)
-                if spelled_target:
-                    target = canonical(spelled_target)
-                    if writable(target):
-                        refuse_swappable_links(spelled_target, f"the gitdir of {path},",
-                                               "write the real path after gitdir: in the .git file")
+                target = canonical(spelled_target) if spelled_target else None
+                if target and any(is_within(writable_root, target) for writable_root in writable_roots):
+                    # Protecting it would make the writable root read-only
+                    # with it; leaving it would hand over the config and
+                    # hooks git on the host reads there.
+                    refuse(refusals, PolicyError(
+                        f"{path} names {target} as its git directory, which holds the writable root "
+                        f"{next(r for r in writable_roots if is_within(r, target))}",
+                        hint="point gitdir: at the repository's real git directory"))
+                elif target and writable(target):
+                    refuse_swappable_links(spelled_target, f"the gitdir of {path},",
+                                           "write the real path after gitdir: in the .git file")
                     entries.append(ProtectedPath(target, "dir", os.path.isdir(target), f'gitdir of {path}'))
     return entries
+
+
+# Git runs hooks by their names; a hooks folder of thousands of entries is no
+# repository's, and checking each would slow every start.
+MAX_HOOK_ENTRIES = 256
+
+
+def _hook_entries(hooks: str) -> list[tuple[str, bool]]:
+    """(name, is a symlink) of the hooks git could run: samples never run."""
+    try:
+        with os.scandir(hooks) as entries:
+            found = []
+            for entry in entries:
+                if not entry.name.endswith(".sample"):
+                    found.append((entry.name, entry.is_symlink()))
+                if len(found) > MAX_HOOK_ENTRIES:
+                    break
+            return found
+    except OSError:
+        return []
 
 
 def own_files(home: str, writable_roots) -> list[Cap]:

@@ -11,10 +11,12 @@ class Policy(Record):
     `sandboxed` is False only for danger-full-access. `profile` names the
     permission profile and `profile_origin` where it was chosen. `refusals`
     are what keeps it from being enforced exactly (a run refuses; `status`
-    and `explain` show them beside the rest).
+    and `explain` show them beside the rest); `notices` what a run enforces
+    but could not check in full, shown by `status`. `load_request` is how
+    `load_policy` made it, for a Sandbox to build it afresh at every run.
     """
 
     __slots__ = ("sandboxed", "profile", "profile_origin", "cwd", "home", "project_roots",
                  "filesystem", "network", "environment", "commands", "approval_policy",
-                 "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals")
-    _defaults = {"refusals": ()}
+                 "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals", "notices", "load_request")
+    _defaults = {"refusals": (), "notices": (), "load_request": None}

@@ -111,15 +111,56 @@ def check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
                     hint=f"write the rule for the real path {rule.path}, or make {parent} read-only"))
 
 
-def check_hard_links(rules, provisional: FilesystemPolicy, home: str, refusals=None):
+# Credential folders hold tens of files; a denied folder of more than this is
+# a user's choice (~/Documents) whose every start should not pay for a full walk.
+MAX_DENIED_FOLDER_WALK = 20_000
+
+
+def check_hard_links(rules, provisional: FilesystemPolicy, home: str, refusals=None, notices=None):
     """A denied file with other hard links (~/netrc.bak made from ~/.netrc)
-    is readable under the other names, which a mask on this one cannot cover.
-    Globs' matches are checked as they are found; these are the path rules'."""
+    is readable under the other names, which a mask on this one cannot cover;
+    so is a file inside a denied folder (~/old-creds linked to
+    ~/.aws/credentials). Globs' matches are checked as they are found; these
+    are the path rules'."""
     for rule in rules:
         if rule.access != NONE or rule.kind not in ("path", "credentials"):
             continue
         if provisional.index.get(rule.path) is not rule:
             continue  # replaced at its path by a rule that allows it
-        if hard_link_count(rule.path) > 1:
-            where = home if is_within(rule.path, home) else os.path.dirname(rule.path)
+        where = home if is_within(rule.path, home) else os.path.dirname(rule.path)
+        if os.path.isdir(rule.path) and not os.path.islink(rule.path):
+            linked, complete = _hard_linked_inside(rule.path, MAX_DENIED_FOLDER_WALK)
+            if linked:
+                refuse(refusals, hard_link_refusal(linked, rule.describe(), where))
+            elif not complete and notices is not None:
+                notices.append(f"{rule.path} (denied by {rule.describe()}) holds more than "
+                               f"{MAX_DENIED_FOLDER_WALK} entries: only the first were checked for hard links "
+                               "readable under another name")
+        elif hard_link_count(rule.path) > 1:
             refuse(refusals, hard_link_refusal(rule.path, rule.describe(), where))
+
+
+def _hard_linked_inside(folder: str, limit: int) -> tuple[str | None, bool]:
+    """(the first file below `folder` with more than one name, whether the
+    walk saw everything). Links are not followed: a link's target is judged
+    by the rules for its own path."""
+    seen = 0
+    stack = [folder]
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    seen += 1
+                    if seen > limit:
+                        return None, False
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_nlink > 1:
+                            return entry.path, True
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return None, True

@@ -244,7 +244,12 @@ def _anchors(filesystem, protected, decide) -> set:
         current = os.path.dirname(path)
         while current != "/" and current not in anchors:
             rule = filesystem.index.get(current)
-            if rule is not None and rule.access == WRITE and not decide(current).private:
+            here = decide(current)
+            # Decided, not ruled: a writable root capped read-only (ringfence's
+            # own installation) must not be reopened by a writable anchor.
+            if here.access != WRITE or here.private:
+                break
+            if rule is not None and rule.access == WRITE:
                 # A writable root. It is a mount point of its own only where its
                 # parent is not writable; one nested in another root could be
                 # renamed away, protections and all, and so could every
@@ -253,9 +258,6 @@ def _anchors(filesystem, protected, decide) -> set:
                 anchors.add(current)
                 current = os.path.dirname(current)
                 continue
-            here = decide(current)
-            if here.access != WRITE or here.private:
-                break
             if os.path.isdir(current):
                 anchors.add(current)
             elif os.path.lexists(current):

@@ -130,7 +130,8 @@ def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilin
         applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id)
         events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
                     detail=plan.limits_mechanism.detail, limits=plan.limits.describe(),
-                    shared_counters={name: value for name, value in plan.counter_shares} if bounded else {})
+                    shared_counters={name: value for name, value in plan.counter_shares} if bounded else {},
+                    notes=applied.notes)
         if plan.counter_shares and not bounded:
             events.emit("limits.unenforced", limit="shared kernel counters",
                         detail="could not set the sandbox's inotify and fanotify ceilings")

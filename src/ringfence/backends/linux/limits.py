@@ -108,6 +108,22 @@ def unenforceable(limits, mechanism: Mechanism) -> list[tuple[str, str, str]]:
     return []
 
 
+def nproc_cap(configured: int, user_limit: tuple[int, int]) -> int:
+    """The sandbox's processes also count against its user's own limit on
+    the host (user namespaces charge every level above them): a cap above
+    half of it would let one run leave the user's shell unable to fork.
+    Concurrent runs each take up to that half."""
+    import resource
+
+    soft, hard = user_limit
+    cap = configured
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, max(1, soft // 2))
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    return cap
+
+
 class Applied:
     """What was put in place for one run, to be undone by `release`."""
 
@@ -133,7 +149,10 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
             resource.prlimit(pid, which, (soft // 2, min(hard, soft // 2)))
     settings: dict[str, dict[str, str]] = {}  # cgroup parent -> file -> value
     if limits.processes is not None and mechanism.processes == "rlimit":
-        resource.prlimit(pid, resource.RLIMIT_NPROC, (limits.processes, limits.processes))
+        cap = nproc_cap(limits.processes, resource.getrlimit(resource.RLIMIT_NPROC))
+        if cap < limits.processes:
+            applied.notes.append(f"process cap lowered to {cap}: half of this user's own limit")
+        resource.prlimit(pid, resource.RLIMIT_NPROC, (cap, cap))
     elif limits.processes is not None and mechanism.group_parent:
         settings.setdefault(mechanism.group_parent, {})["pids.max"] = str(limits.processes)
     if limits.memory is not None:
