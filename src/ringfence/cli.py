@@ -32,6 +32,7 @@ run options:
   --events FILE          append the run's events to FILE as JSON lines
   --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
   --no-tty               do not give the command a terminal, even when ringfence has one
+  -v, --verbose          after the run, also list the hosts it reached
 
 check options:
   --rules FILE           decide with the rules in FILE only (a .rules file), repeatable
@@ -47,7 +48,7 @@ cannot be loaded (as for every command).
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
                  "--events": "events", "--timeout": "timeout", "--rules": "rules_files"}
-FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty"}
+FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose"}
 REPEATED = {"overrides", "config_files", "rules_files"}
 # Sub-commands whose first positional word starts the command line.
 COMMAND_LINE = ("run", "check")
@@ -165,6 +166,12 @@ def cmd_run(options, positional) -> int:
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
+        elif event["type"] == "network.summary":
+            for refused in event["refused"]:
+                _error(f"network: refused {refused['target']}: {refused['reason']}")
+            if options.get("verbose"):
+                for target in event["reached"]:
+                    _error(f"network: reached {target}")
         elif event["type"] == "protected.unchecked":
             _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
     if outcome.reason == "timeout":

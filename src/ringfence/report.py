@@ -47,7 +47,10 @@ def status_data(policy, backend=None) -> dict:
         "backend": backend.describe(policy) if backend is not None else
         {"name": "none", "detail": "danger-full-access: no sandbox"},
         "network": {"mode": policy.network.mode, "rule": policy.network.origin,
-                    "domains": [list(d) for d in policy.network.domains]},
+                    "domains": [list(d) for d in policy.network.domains],
+                    "unix_sockets": [list(s) for s in policy.network.unix_sockets],
+                    "new_unix_sockets": "refused" if policy.network.unix_sockets_refused else "allowed",
+                    "socks5": policy.network.enable_socks5, "upstream_proxy": policy.network.allow_upstream_proxy},
         "filesystem": [
             {"path": rule.path, "access": "private" if rule.private else fs.decide_canonical(rule.path).access,
              "rule": rule.label, "origin": rule.origin, "kind": rule.kind}
@@ -107,8 +110,19 @@ def status(policy, *, as_json: bool, backend=None) -> int:
     add(f"config files   {', '.join(data['config_files']) or '(none)'}")
     network = data["network"]
     words = {"off": "off: own network namespace, loopback only", "full": "full: the host's network",
-             "limited": "limited to listed domains (needs the egress proxy; refused in this version)"}
+             "limited": "limited: own network namespace, out only through the egress proxy"}
     add(f"network        {words[network['mode']]}   [{network['rule']}]")
+    if network["mode"] == "limited":
+        for pattern, action, origin in network["domains"]:
+            add(f"  {action:<8} {pattern:<44} [{origin}]")
+        if not any(action == "allow" for _p, action, _o in network["domains"]):
+            add("  (no domain is allowed: every connection is refused)")
+        for path, action, origin in network["unix_sockets"]:
+            add(f"  {action:<8} unix socket {path}   [{origin}]")
+        add("  new unix sockets: " + ("refused (only the proxy leads out)" if network["new_unix_sockets"] ==
+                                      "refused" else "allowed: host sockets in visible folders stay reachable"))
+        if network["socks5"]:
+            add("  SOCKS5 offered beside HTTP (ALL_PROXY=socks5h://...)")
     add("")
     add("filesystem (the most specific rule decides; access shown after caps)")
     for row in data["filesystem"]:

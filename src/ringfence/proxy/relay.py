@@ -191,6 +191,8 @@ def close_all_but(keep):
 
 def report(ready_fd, message):
     if ready_fd is None:
+        if "error" in message:
+            sys.stderr.write(f"ringfence: the egress relay did not start: {message['error']}\n")
         return
     os.write(ready_fd, (json.dumps(message) + "\n").encode())
     os.close(ready_fd)
@@ -213,7 +215,7 @@ def main(argv):
         tcp, udp, ports = bind_listeners([name for name in argv[2].split(",") if name])
     except (OSError, ValueError) as exc:
         report(ready_fd, {"error": f"the relay could not listen: {exc}"})
-        return 1
+        return 125
     owned = [channel.fileno(), *(listener.fileno() for listener in tcp)] + ([udp.fileno()] if udp else [])
     child = os.fork()
     if child == 0:
