@@ -563,3 +563,19 @@ def test_a_nul_anywhere_is_refused(world, text):
         world.load()
     assert "NUL" in str(info.value) and world.user_file in str(info.value)
 
+
+@pytest.mark.parametrize("where", ["config_files", "home", "cwd"])
+def test_a_path_with_a_nul_is_a_configuration_error(world, where):
+    nul = {"config_files": {"config_files": [world.ws + "/given\0.toml"]}, "home": {"home": world.home + "\0x"},
+           "cwd": {"cwd": world.ws + "\0x"}}[where]
+    with pytest.raises(ConfigError) as info:
+        world.build(**nul)
+    assert "NUL" in str(info.value) and "\\0" in str(info.value) and "\0" not in str(info.value)
+
+
+def test_load_policy_refuses_a_working_directory_with_a_nul(world):
+    from ringfence import load_policy
+
+    with pytest.raises(ConfigError) as info:
+        load_policy(world.ws + "\0x", home=world.home, env={"PATH": "/usr/bin"})
+    assert "NUL" in str(info.value) and "working directory" in str(info.value)
