@@ -102,3 +102,16 @@ def test_secrets_in_connection_strings_webhooks_and_longer_values_stay_outside(s
     inside = scene.read("ws/leak.txt") or ""
     assert SECRET not in inside and token not in inside, result.stderr
     assert "TOKENIZERS_PARALLELISM=false" in inside and "XDG_SESSION_TYPE=wayland" in inside, result.stderr
+
+
+@pytest.mark.parametrize("name", ["prod.ENV", ".netrc", ".pgpass", ".PyPIrc", "prod.tfvars", "id_ECDSA", "auth.json"])
+def test_more_workspace_secrets_are_unreadable_whatever_their_case(scene, name):
+    scene.git("init", "-q")
+    scene.write(f"ws/app/{name}", f'{{"http-basic": {{"repo": {{"password": "{SECRET}"}}}}}}\n')
+    scene.write("ws/app/example.env", "API_KEY=\n")
+    scene.sh(f"cat 'app/{name}' > leak.txt", sandbox=False)
+    assert _leaked(scene), "control: the user reads the file"
+    scene.write("ws/leak.txt", "")
+    result = scene.sh(f"cat 'app/{name}' > leak.txt; cat app/example.env")
+    assert not _leaked(scene), result.stderr
+    assert "API_KEY=" in result.stdout, "an example of the settings stays readable: " + result.stderr
