@@ -110,13 +110,12 @@ def parse(argv: list[str]):
         if options["sandbox"] not in SANDBOX_MODES:
             raise UsageError(f"--sandbox {options['sandbox']!r}: use " + ", ".join(SANDBOX_MODES))
     if "timeout" in options:
-        from .config.quantities import seconds_problem
+        from .config.quantities import parse_number, seconds_problem
 
         text = options["timeout"]
-        try:
-            options["timeout"] = float(text)
-        except ValueError:
-            raise UsageError(f"--timeout {text!r} is not a number of seconds") from None
+        options["timeout"] = parse_number(text)
+        if options["timeout"] is None:
+            raise UsageError(f"--timeout {text!r} is not a number of seconds")
         problem = seconds_problem(options["timeout"])
         if problem:
             raise UsageError(f"--timeout {text!r} {problem}: give a number of seconds such as 600")
