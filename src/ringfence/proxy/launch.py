@@ -82,6 +82,18 @@ class ProxyHandle:
         raise RingfenceError(f"the egress proxy did not start: {why}",
                              hint="run `python3 -c 'import h11'` to check the installation, then retry")
 
+    @property
+    def ended(self) -> bool:
+        """Whether the proxy has closed its events pipe (it has stopped)."""
+        return self._eof
+
+    def ask_to_stop(self) -> None:
+        """Tell the proxy to end (it closes its connections, logs them, and
+        closes its events pipe), without waiting: `stop` then reaps it."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
+
     def close_sandbox_end(self) -> None:
         if self.sandbox_end is not None:
             self.sandbox_end.close()
@@ -127,9 +139,7 @@ class ProxyHandle:
         if self._error_fd >= 0:
             os.close(self._error_fd)
             self._error_fd = -1
-        if self._lifeline >= 0:
-            os.close(self._lifeline)
-            self._lifeline = -1
+        self.ask_to_stop()
         events = []
         deadline = time.monotonic() + timeout
         while not self._eof and time.monotonic() < deadline:

@@ -90,7 +90,6 @@ class RunningEgress:
         self._events = events
         self._handle = start_proxy(plan.network, upstream=plan.upstream, hosts=hosts, dial_map=dial_map,
                                    wait=False)
-        self._stop = threading.Event()
         self._reader: threading.Thread | None = None
 
     def sandbox_fds(self) -> dict[int, int]:
@@ -108,8 +107,9 @@ class RunningEgress:
         self._reader.start()
 
     def _read(self):
-        while not self._stop.is_set():
-            for event in self._handle.read_events(timeout=0.2):
+        # Until the proxy closes its events pipe, which `stop` asks it to do.
+        while not self._handle.ended:
+            for event in self._handle.read_events(timeout=5.0):
                 self._emit(event)
 
     def _emit(self, event: dict):
@@ -122,9 +122,9 @@ class RunningEgress:
     def stop(self) -> None:
         """End the proxy, log its last events and a summary of the hosts
         reached and refused."""
-        self._stop.set()
+        self._handle.ask_to_stop()
         if self._reader is not None:
-            self._reader.join()
+            self._reader.join(timeout=5.0)
         for event in self._handle.stop():
             self._emit(event)
         summary = self._handle.summary
