@@ -3,16 +3,25 @@
 `import dataclasses` pulls in `inspect` and `re` and costs more than the
 whole rest of the `run` path, and start-up time is a measured feature of the
 CLI. A record declares its fields in `__slots__`; instances are frozen,
-compare and hash by value, and print like dataclasses.
+compare and hash by value, and print like dataclasses. Each field is also
+annotated in the class body for type checkers: under `from __future__ import
+annotations` an annotation without a value is a string in `__annotations__`,
+no class attribute, and costs nothing measurable.
 """
 
 from __future__ import annotations
 
+# `typing` (with `re` behind it) costs milliseconds: checkers read it, the
+# `run` path never imports it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Self
+
 
 class Record:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fields = cls.__dict__.get("__slots__", ())
         if not fields:
@@ -24,9 +33,9 @@ class Record:
         body = "\n".join(f"    _set(self, {name!r}, {name})" for name in fields)
         namespace = {"_set": object.__setattr__, "_d": defaults}
         exec(f"def __init__(self, {params}):\n{body}\n", namespace)
-        cls.__init__ = namespace["__init__"]
+        cls.__init__ = namespace["__init__"]  # type: ignore[method-assign]  # replacing __init__ is the point
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self.__slots__
         if len(args) > len(fields):
             raise TypeError(f"{type(self).__name__} takes {len(fields)} fields")
@@ -45,28 +54,28 @@ class Record:
                 raise TypeError(f"{type(self).__name__}: missing field {name!r}")
             object.__setattr__(self, name, value)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def _values(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._values() == other._values()
+        return self._values() == other._values()  # type: ignore[attr-defined]  # same type, checked above
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((type(self).__name__,) + self._values())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
         return f"{type(self).__name__}({inner})"
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Self:
         values = {name: getattr(self, name) for name in self.__slots__}
         values.update(changes)
         return type(self)(**values)

@@ -12,6 +12,8 @@ class Mount(Record):
     """One line: the mount point (octal escapes undone) and the filesystem type."""
 
     __slots__ = ("point", "fstype")
+    point: str
+    fstype: str
 
 
 def _unescape(field: str) -> str:

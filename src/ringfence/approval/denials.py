@@ -13,11 +13,14 @@ system". Anything else is an ordinary failure and is not reported.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from .._record import Record
 
-DenialKind = Literal["write", "read", "private", "network", "syscall"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads `re`: checkers only
+    from typing import Literal
+
+    DenialKind = Literal["write", "read", "private", "network", "syscall"]
 
 _WRITE_CLUES = ("Read-only file system", "EROFS")
 _ACCESS_CLUES = ("Permission denied", "EACCES", "Operation not permitted", "EPERM")
@@ -38,10 +41,17 @@ class Denial(Record):
     line or event it was read from), and `message`, ready to show."""
 
     __slots__ = ("kind", "target", "rule", "origin", "evidence", "message")
+    kind: DenialKind
+    target: str
+    rule: str
+    origin: str
+    evidence: str
+    message: str
 
 
 class DenialReport(Record):
     __slots__ = ("denials",)
+    denials: tuple[Denial, ...]
 
     @property
     def sandbox_caused(self) -> bool:

@@ -22,11 +22,16 @@ target, rule, origin, message).
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Literal, Union
+from typing import Any, Awaitable, Callable, Literal, Union
 
 from .._record import Record
 from ..errors import RingfenceError
 from ..policy.commands import ALLOW, FORBIDDEN, NO_RULE, PROMPT, display_argv
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..policy.commands import CommandDecision, CommandRules
+    from .denials import DenialReport
 
 Action = Literal["sandboxed", "unsandboxed", "refuse"]
 Answer = Literal["once", "always", "no"]
@@ -46,6 +51,14 @@ class ApprovalRequest(Record):
     """
 
     __slots__ = ("kind", "argv", "command", "rule", "origin", "justification", "reason", "remember")
+    kind: RequestKind
+    argv: tuple[str, ...]
+    command: tuple[str, ...]
+    rule: str | None
+    origin: str | None
+    justification: str | None
+    reason: str
+    remember: str | None
 
 
 Approver = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
@@ -59,6 +72,12 @@ class RunVerdict(Record):
 
     __slots__ = ("action", "reason", "decision", "events", "rules", "report")
     _defaults = {"report": None}
+    action: Action
+    reason: str | None
+    decision: CommandDecision | None
+    events: tuple[tuple[str, dict[str, Any]], ...]
+    rules: CommandRules
+    report: DenialReport | None
 
     @property
     def runs(self) -> bool:

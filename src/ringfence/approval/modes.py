@@ -19,12 +19,12 @@ refuse more than its author meant.
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .._record import Record
 from ..errors import ConfigError
 
-ApprovalMode = Literal["untrusted", "on-request", "on-request-rule", "on-failure", "never"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads `re`: checkers only
+    from ..config.vocabulary import ApprovalPolicyName as ApprovalMode
 MODES = ("untrusted", "on-request", "on-request-rule", "on-failure", "never")
 
 
@@ -34,6 +34,10 @@ class ApprovalPolicy(Record):
     failure the sandbox caused offers an unsandboxed re-run."""
 
     __slots__ = ("name", "asks", "asks_unmatched", "retries")
+    name: ApprovalMode
+    asks: bool
+    asks_unmatched: bool
+    retries: bool
 
 
 _POLICIES = {

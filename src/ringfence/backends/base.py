@@ -11,9 +11,15 @@ plan and the run of the one it wraps.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from .._record import Record
+
+# `typing` (which loads `re`) stays off the `run` path: the protocol is for
+# type checkers, and at run time `Backend` is a plain class nothing derives from.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 
 class Unenforceable(Record):
@@ -22,6 +28,9 @@ class Unenforceable(Record):
 
     __slots__ = ("what", "reason", "hint")
     _defaults = {"hint": None}
+    what: str
+    reason: str
+    hint: str | None
 
     def message(self) -> str:
         return f"{self.what}: {self.reason}"

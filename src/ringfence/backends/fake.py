@@ -23,6 +23,10 @@ from .base import Unenforceable
 
 class FakePlan(Record):
     __slots__ = ("command", "cwd", "env", "dropped_env")
+    command: list[str]
+    cwd: str
+    env: dict[str, str]
+    dropped_env: tuple[tuple[str, str], ...]
 
 
 class FakeBackend:

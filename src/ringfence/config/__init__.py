@@ -18,6 +18,10 @@ from ..errors import ConfigError
 from ..paths import expand_home, read_regular_file
 from .schema import Setting, validate_layer
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["Config", "Layer", "Setting", "load_config", "find_project_root", "refuse_nul", "user_config_dir"]
 
 DEFAULT_MARKERS = (".git",)
@@ -27,6 +31,10 @@ class Layer(Record):
     """One validated configuration source."""
 
     __slots__ = ("name", "source", "tree", "ignored")
+    name: str
+    source: str
+    tree: dict[str, Any]
+    ignored: tuple[str, ...]
 
 
 class Config:

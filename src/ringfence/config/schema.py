@@ -12,6 +12,10 @@ from ..errors import ConfigError
 from .quantities import MAX_PROCESSES, MAX_SECONDS, parse_memory, seconds_problem
 from .vocabulary import ACCESS_WORDS, APPROVAL_POLICIES, SANDBOX_MODES, TOKENS
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 GLOB_CHARS = "*?["
 
 # Keys Codex reads that have nothing to do with the sandbox. They are accepted
@@ -48,6 +52,9 @@ class Setting(Record):
     """One validated value and where it came from."""
 
     __slots__ = ("value", "source", "key")
+    value: Any
+    source: str
+    key: str
 
 
 def display_key(parts) -> str:

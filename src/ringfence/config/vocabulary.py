@@ -4,10 +4,26 @@ and the built-in permission profiles each sandbox mode stands for."""
 
 from __future__ import annotations
 
-from typing import Literal
+# The aliases below are for type checkers: `typing` (which loads `re`) stays
+# off the `run` path, and annotations are never evaluated at run time.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
-SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
-Access = Literal["none", "read", "write"]
+    SandboxMode = Literal["read-only", "workspace-write", "danger-full-access"]
+    ApprovalPolicyName = Literal["untrusted", "on-request", "on-failure", "never", "on-request-rule"]
+    # What a path gets, after `deny` is read as `none`.
+    Access = Literal["none", "read", "write"]
+    SocketAccess = Literal["allow", "none", "deny"]
+    # What produced a filesystem rule: a profile path, a glob match, a
+    # protected name, private temporary space, the credentials layer, or
+    # ringfence's own state.
+    RuleKind = Literal["path", "glob", "protected", "private", "credentials", "state"]
+    # What a protected name holds when it exists.
+    EntryKind = Literal["dir", "file"]
+    Inherit = Literal["all", "core", "none"]
+    NetworkMode = Literal["off", "full", "limited"]
+    ProxyMode = Literal["limited", "full"]
 
 SANDBOX_MODES: tuple[str, ...] = ("read-only", "workspace-write", "danger-full-access")
 APPROVAL_POLICIES: tuple[str, ...] = ("untrusted", "on-request", "on-failure", "never", "on-request-rule")

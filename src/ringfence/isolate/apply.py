@@ -37,6 +37,11 @@ class ApplyReport(Record):
     overwrote; `fsyncs` how many fsync calls the apply made."""
 
     __slots__ = ("run_id", "applied", "refused", "overridden", "fsyncs")
+    run_id: str
+    applied: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...]
+    overridden: tuple[Conflict, ...]
+    fsyncs: int
 
 
 def _stat(root: str, path: str):

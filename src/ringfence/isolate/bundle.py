@@ -40,10 +40,16 @@ class BundleHeader(Record):
     ((refname, commit), ...) in the bundle's order."""
 
     __slots__ = ("version", "prerequisites", "refs")
+    version: int
+    prerequisites: tuple[str, ...]
+    refs: tuple[tuple[str, str], ...]
 
 
 class FetchedRef(Record):
     __slots__ = ("source", "ref", "commit")
+    source: str
+    ref: str
+    commit: str
 
 
 def start_refs_text(refs: dict[str, str]) -> bytes:

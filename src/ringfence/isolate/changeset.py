@@ -55,6 +55,13 @@ class Node(Record):
 
     __slots__ = ("kind", "mode", "size", "digest", "target", "binary", "identity")
     _defaults = {"digest": None, "target": None, "binary": False, "identity": None}
+    kind: NodeKind
+    mode: int
+    size: int
+    digest: str | None
+    target: str | None
+    binary: bool
+    identity: str | None
 
     def same_content(self, other: Node) -> bool:
         return (self.kind == other.kind and self.digest == other.digest and self.target == other.target
@@ -71,6 +78,12 @@ class Change(Record):
 
     __slots__ = ("path", "kind", "old", "new", "source", "protected")
     _defaults = {"source": None, "protected": False}
+    path: str
+    kind: ChangeKind
+    old: Node | None
+    new: Node | None
+    source: str | None
+    protected: bool
 
     @property
     def content_changed(self) -> bool:
@@ -98,12 +111,20 @@ class Conflict(Record):
     """A workspace path that is no longer what the run started from."""
 
     __slots__ = ("path", "reason")
+    path: str
+    reason: str
 
 
 class Changeset(Record):
     """Everything one isolated run changed, in path order."""
 
     __slots__ = ("run_id", "workspace", "upper", "stamp", "changes", "conflicts")
+    run_id: str
+    workspace: str
+    upper: str
+    stamp: int
+    changes: tuple[Change, ...]
+    conflicts: tuple[Conflict, ...]
 
     @property
     def applicable(self) -> tuple[Change, ...]:

@@ -42,6 +42,14 @@ class OverlaySupport(Record):
 
     __slots__ = ("kernel", "kernel_ok", "filesystem", "network_filesystem", "user_xattrs", "bwrap_version",
                  "bwrap_overlay", "problems")
+    kernel: str
+    kernel_ok: bool
+    filesystem: str
+    network_filesystem: bool
+    user_xattrs: bool
+    bwrap_version: tuple[int, ...] | None
+    bwrap_overlay: bool
+    problems: tuple[str, ...]
 
     @property
     def mount_helper(self) -> bool:

@@ -24,6 +24,11 @@ class RecoveryReport(Record):
     finish and the run was left as it is."""
 
     __slots__ = ("rolled_back", "rolled_forward", "interrupted", "removed", "failed")
+    rolled_back: tuple[str, ...]
+    rolled_forward: tuple[str, ...]
+    interrupted: tuple[str, ...]
+    removed: tuple[str, ...]
+    failed: tuple[tuple[str, str], ...]
 
     @property
     def empty(self) -> bool:

@@ -51,6 +51,15 @@ class Run(Record):
 
     __slots__ = ("id", "directory", "workspace", "started", "stamp", "base", "refs", "status", "exit_code")
     _defaults = {"exit_code": None}
+    id: str
+    directory: str
+    workspace: str
+    started: float
+    stamp: int
+    base: str
+    refs: dict[str, str]
+    status: RunStatus
+    exit_code: int | None
 
     @property
     def layers(self) -> str:

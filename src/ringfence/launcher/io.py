@@ -9,14 +9,18 @@ without it pipes that the supervisor relays through the terminal filter.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from .._record import Record
 from .terminal import RawMode, SavedModes, open_pty
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads `re`: checkers only
+    from typing import Literal
+
+    StdinMode = Literal["inherit", "devnull", "pipe"]
+    OutputMode = Literal["inherit", "capture"]
+
 INHERIT, DEVNULL, PIPE, CAPTURE = "inherit", "devnull", "pipe", "capture"
-StdinMode = Literal["inherit", "devnull", "pipe"]
-OutputMode = Literal["inherit", "capture"]
 
 
 class IOSpec(Record):
@@ -27,6 +31,12 @@ class IOSpec(Record):
     __slots__ = ("stdin", "input", "stdout", "stderr", "tty", "pass_fds")
     _defaults = {"stdin": INHERIT, "input": None, "stdout": INHERIT, "stderr": INHERIT, "tty": True,
                  "pass_fds": ()}
+    stdin: StdinMode
+    input: bytes | None
+    stdout: OutputMode
+    stderr: OutputMode
+    tty: bool
+    pass_fds: tuple[int, ...]
 
 
 def terminal_fds(io: IOSpec) -> list[int]:

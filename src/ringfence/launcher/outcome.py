@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from .._record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Literal
+
+    Reason = Literal["exited", "timeout", "interrupted"]
+
 
 class Outcome(Record):
     """The result of one run.
@@ -18,6 +24,14 @@ class Outcome(Record):
                  "changeset")
     _defaults = {"stdout": None, "stderr": None, "events": (), "duration": 0.0, "reason": "exited",
                  "sandboxed": True, "changeset": None}
+    exit_code: int
+    stdout: bytes | None
+    stderr: bytes | None
+    events: tuple[dict[str, Any], ...]
+    duration: float
+    reason: Reason
+    sandboxed: bool
+    changeset: object | None
 
     @property
     def ok(self) -> bool:

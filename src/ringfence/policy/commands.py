@@ -35,14 +35,18 @@ first token is an absolute path matches that file however it is spelled.
 from __future__ import annotations
 
 import os
-from typing import Literal
 
 from .._record import Record
 from .wrappers import EXACT, UNKNOWN, WRAPPERS, parse_wrapper, shell_script_index
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads `re`, and this module is on the `run` path
+    from typing import Literal
+
+    Verdict = Literal["allow", "prompt", "forbidden", "no-rule"]
+    RuleDecision = Literal["allow", "prompt", "forbidden"]
+
 ALLOW, PROMPT, FORBIDDEN, NO_RULE = "allow", "prompt", "forbidden", "no-rule"
-Verdict = Literal["allow", "prompt", "forbidden", "no-rule"]
-RuleDecision = Literal["allow", "prompt", "forbidden"]
 # Between rules matching one command: the strictest wins.
 _STRICTNESS = {NO_RULE: 0, ALLOW: 1, PROMPT: 2, FORBIDDEN: 3}
 # Across the commands of one argv: allowed only if every one is.
@@ -74,6 +78,11 @@ class CommandRule(Record):
 
     __slots__ = ("pattern", "decision", "origin", "label", "justification")
     _defaults = {"justification": None}
+    pattern: tuple[str | tuple[str, ...], ...]
+    decision: RuleDecision
+    origin: str
+    label: str
+    justification: str | None
 
     @property
     def prefix(self) -> tuple[str, ...]:
@@ -84,6 +93,9 @@ class HostExecutable(Record):
     """`host_executable(name, paths)`: the only files a rule for `name` matches by path."""
 
     __slots__ = ("name", "paths", "origin")
+    name: str
+    paths: tuple[str, ...]
+    origin: str
 
 
 class RuleMatch(Record):
@@ -92,6 +104,10 @@ class RuleMatch(Record):
     when a word known only at run time could complete it."""
 
     __slots__ = ("rule", "command", "prefix", "certain")
+    rule: CommandRule
+    command: tuple[str, ...]
+    prefix: tuple[str, ...]
+    certain: bool
 
     @property
     def label(self) -> str:
@@ -122,6 +138,15 @@ class CommandPart(Record):
     """
 
     __slots__ = ("argv", "decision", "via", "matches", "unproven", "safe", "rule", "why", "cover")
+    argv: tuple[str, ...]
+    decision: Verdict
+    via: tuple[str, ...]
+    matches: tuple[RuleMatch, ...]
+    unproven: str | None
+    safe: bool
+    rule: CommandRule | None
+    why: str
+    cover: tuple[str, ...] | None
 
 
 class CommandDecision(Record):
@@ -130,6 +155,11 @@ class CommandDecision(Record):
 
     __slots__ = ("decision", "rule", "matches", "parts", "why")
     _defaults = {"matches": (), "parts": (), "why": ""}
+    decision: Verdict
+    rule: CommandRule | None
+    matches: tuple[RuleMatch, ...]
+    parts: tuple[CommandPart, ...]
+    why: str
 
     @property
     def safe(self) -> bool:

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from .._record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..config.vocabulary import Inherit
+
 CORE_NAMES = ("HOME", "LANG", "LOGNAME", "PATH", "SHELL", "TEMP", "TMP", "TMPDIR", "USER")
 CORE_PREFIXES = ("LC_",)
 # Codex's three; passwords; and the other names credentials go by in CI
@@ -235,12 +239,20 @@ class EnvironmentResult(Record):
     """The environment for the command and what was left out (names only)."""
 
     __slots__ = ("env", "dropped")
+    env: dict[str, str]
+    dropped: tuple[tuple[str, str], ...]
 
 
 class EnvironmentPolicy(Record):
     __slots__ = ("inherit", "ignore_default_excludes", "exclude", "set", "include_only", "added")
     _defaults = {"inherit": "all", "ignore_default_excludes": False, "exclude": (), "set": (),
                  "include_only": (), "added": ()}
+    inherit: Inherit
+    ignore_default_excludes: bool
+    exclude: tuple[str, ...]
+    set: tuple[tuple[str, str], ...]
+    include_only: tuple[str, ...]
+    added: tuple[tuple[str, str], ...]
 
     def apply(self, source_env) -> EnvironmentResult:
         dropped: list[tuple[str, str]] = []

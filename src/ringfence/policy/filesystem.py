@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 
-from typing import Literal
-
 from .._record import Record
 from ..paths import canonical, is_within
 
-Access = Literal["none", "read", "write"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..config.vocabulary import Access, EntryKind, RuleKind
+
 NONE, READ, WRITE = "none", "read", "write"
 RANK = {NONE: 0, READ: 1, WRITE: 2}
 # Codex's tie-break at equal specificity: none beats write beats read.
@@ -27,9 +28,6 @@ TIE_ORDER = {NONE: 2, WRITE: 1, READ: 0}
 TIER_BUILTIN = 0     # built-in credential rules and private temporary space
 TIER_PROFILE = 1     # the selected profile, sandbox_workspace_write, globs from config
 TIER_PROTECTED = 2   # protected metadata and ringfence's own files
-
-
-RuleKind = Literal["path", "glob", "protected", "private", "credentials", "state"]
 
 
 class PathRule(Record):
@@ -42,6 +40,14 @@ class PathRule(Record):
 
     __slots__ = ("path", "access", "origin", "label", "kind", "tier", "spelled", "token")
     _defaults = {"kind": "path", "tier": TIER_PROFILE, "spelled": None, "token": None}
+    path: str
+    access: Access
+    origin: str
+    label: str
+    kind: RuleKind
+    tier: int
+    spelled: str | None
+    token: str | None
 
     @property
     def private(self) -> bool:
@@ -58,17 +64,29 @@ class ProtectedPath(Record):
     why it is protected."""
 
     __slots__ = ("path", "kind", "exists", "label")
+    path: str
+    kind: EntryKind
+    exists: bool
+    label: str
 
 
 class Cap(Record):
     """A subtree whose access can never exceed `access`, whatever rule matches."""
 
     __slots__ = ("path", "access", "rule")
+    path: str
+    access: Access
+    rule: PathRule
 
 
 class Decision(Record):
     __slots__ = ("path", "access", "rule", "private", "note")
     _defaults = {"private": False, "note": None}
+    path: str
+    access: Access
+    rule: PathRule | None
+    private: bool
+    note: str | None
 
 
 class GlobSpec(Record):
@@ -82,6 +100,16 @@ class GlobSpec(Record):
 
     __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "excludes", "fold", "holds")
     _defaults = {"max_depth": None, "excludes": (), "fold": False, "holds": ()}
+    root: str
+    pattern: str
+    access: Access
+    origin: str
+    label: str
+    tier: int
+    max_depth: int | None
+    excludes: tuple[str, ...]
+    fold: bool
+    holds: tuple[str, ...]
 
 
 class GlobRule(Record):
@@ -89,6 +117,15 @@ class GlobRule(Record):
 
     __slots__ = ("root", "pattern", "access", "origin", "label", "tier", "max_depth", "matches", "excludes")
     _defaults = {"excludes": ()}
+    root: str
+    pattern: str
+    access: Access
+    origin: str
+    label: str
+    tier: int
+    max_depth: int | None
+    matches: tuple[str, ...]
+    excludes: tuple[str, ...]
 
     def matches_path(self, path: str) -> bool:
         from .globs import compile_pattern

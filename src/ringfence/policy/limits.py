@@ -17,6 +17,13 @@ class Limits(Record):
                  "temporary_space")
     _defaults = {"processes": DEFAULT_PROCESSES, "memory": None, "cpu_time": None, "timeout": None,
                  "origins": (), "processes_explicit": False, "temporary_space": None}
+    processes: int | None
+    memory: int | None
+    cpu_time: int | None
+    timeout: float | None
+    origins: tuple[tuple[str, str], ...]
+    processes_explicit: bool
+    temporary_space: int | None
 
     def describe(self) -> list[str]:
         words = []

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     import ipaddress
     from typing import Literal
 
-    Mode = Literal["off", "full", "limited"]
-    ProxyMode = Literal["limited", "full"]
+    from ..config.vocabulary import NetworkMode as Mode, ProxyMode, SocketAccess
+
     DecisionCode = Literal["allowed", "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address",
                            "blocked-by-invalid-host", "blocked-by-policy", "blocked-by-sni"]
     IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -54,6 +54,11 @@ class NetworkDecision(Record):
 
     __slots__ = ("allowed", "rule", "reason", "code", "host")
     _defaults = {"code": None, "host": None}
+    allowed: bool
+    rule: str | None
+    reason: str
+    code: DecisionCode | None
+    host: str | None
 
 
 class NetworkPolicy(Record):
@@ -62,6 +67,16 @@ class NetworkPolicy(Record):
     _defaults = {"domains": (), "unix_sockets": (), "proxy_mode": LIMITED, "enable_socks5": False,
                  "enable_socks5_udp": False, "allow_upstream_proxy": False, "allow_local_binding": False,
                  "allow_all_unix_sockets": False}
+    mode: Mode
+    origin: str
+    domains: tuple[tuple[str, str, str], ...]
+    unix_sockets: tuple[tuple[str, SocketAccess, str], ...]
+    proxy_mode: ProxyMode
+    enable_socks5: bool
+    enable_socks5_udp: bool
+    allow_upstream_proxy: bool
+    allow_local_binding: bool
+    allow_all_unix_sockets: bool
 
     @property
     def unix_sockets_refused(self) -> bool:
@@ -212,6 +227,8 @@ class Host(Record):
     address for a literal, else None."""
 
     __slots__ = ("name", "address")
+    name: str
+    address: IPAddress | None
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -389,6 +406,12 @@ class DomainRule(Record):
     some contain `*`."""
 
     __slots__ = ("pattern", "action", "origin", "kind", "base", "labels")
+    pattern: str
+    action: str
+    origin: str
+    kind: str
+    base: str
+    labels: tuple[str, ...] | None
 
     def matches(self, host: Host) -> bool:
         if host.address is not None:

@@ -15,6 +15,8 @@ class Selection(Record):
     """The profile in force, and where it was chosen."""
 
     __slots__ = ("name", "origin")
+    name: str
+    origin: str
 
 
 def _layer_rank(config, setting) -> int:

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 from .._record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ..config.vocabulary import ApprovalPolicyName
+    from ..errors import PolicyError
+    from .commands import CommandRules
+    from .environment import EnvironmentPolicy
+    from .filesystem import FilesystemPolicy
+    from .limits import Limits
+    from .network import NetworkPolicy
+
 
 class Policy(Record):
     """Everything one run enforces.
@@ -20,3 +32,22 @@ class Policy(Record):
                  "filesystem", "network", "environment", "commands", "approval_policy",
                  "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals", "notices", "load_request")
     _defaults = {"refusals": (), "notices": (), "load_request": None}
+    sandboxed: bool
+    profile: str
+    profile_origin: str
+    cwd: str
+    home: str
+    project_roots: tuple[str, ...]
+    filesystem: FilesystemPolicy
+    network: NetworkPolicy
+    environment: EnvironmentPolicy
+    commands: CommandRules
+    approval_policy: ApprovalPolicyName
+    project_trusted: bool
+    sources: tuple[str, ...]
+    ignored_keys: tuple[str, ...]
+    builtins: tuple[tuple[str, str], ...]
+    limits: Limits
+    refusals: tuple[PolicyError, ...]
+    notices: tuple[str, ...]
+    load_request: tuple[tuple[str, Any], ...] | None

@@ -42,6 +42,9 @@ class RulesError(ConfigError):
 
 class RulesFile(Record):
     __slots__ = ("path", "rules", "host_executables")
+    path: str
+    rules: tuple[CommandRule, ...]
+    host_executables: tuple[HostExecutable, ...]
 
 
 def parse_rules(text: str, path: str, *, home: str | None = None) -> RulesFile:

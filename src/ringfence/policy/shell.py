@@ -51,6 +51,11 @@ class ShellCommand(Record):
     """
 
     __slots__ = ("words", "kinds", "assignments", "writes", "line")
+    words: tuple[str, ...]
+    kinds: tuple[int, ...]
+    assignments: tuple[tuple[str, str | None], ...]
+    writes: bool
+    line: int
 
 
 class ShellScript(Record):
@@ -58,6 +63,9 @@ class ShellScript(Record):
     (empty when it is); `assigned` every variable name the script sets."""
 
     __slots__ = ("commands", "unproven", "assigned")
+    commands: tuple[ShellCommand, ...]
+    unproven: tuple[str, ...]
+    assigned: frozenset[str]
 
 
 _parser = None

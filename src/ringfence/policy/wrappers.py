@@ -33,6 +33,18 @@ class Syntax(Record):
                  "quiet", "unchecked", "transparent", "numeric", "appends")
     _defaults = {"optional": "", "long_values": (), "long_flags": (), "operands": 0, "assignments": False,
                  "quiet": (), "unchecked": (), "transparent": True, "numeric": False, "appends": False}
+    values: str
+    flags: str
+    optional: str
+    long_values: tuple[str, ...]
+    long_flags: tuple[str, ...]
+    operands: int
+    assignments: bool
+    quiet: tuple[str, ...]
+    unchecked: tuple[str, ...]
+    transparent: bool
+    numeric: bool
+    appends: bool
 
 
 WRAPPERS = {

@@ -35,6 +35,14 @@ class ProxyLimits(Record):
                  "connect_timeout", "tunnel_idle_timeout", "dns_timeout")
     _defaults = {"max_connections": 1024, "max_header_bytes": 16384, "max_headers": 100, "header_timeout": 10.0,
                  "idle_timeout": 60.0, "connect_timeout": 10.0, "tunnel_idle_timeout": 3600.0, "dns_timeout": 5.0}
+    max_connections: int
+    max_header_bytes: int
+    max_headers: int
+    header_timeout: float
+    idle_timeout: float
+    connect_timeout: float
+    tunnel_idle_timeout: float
+    dns_timeout: float
 
     def to_config(self) -> dict:
         return dict(zip(self.__slots__, self._values()))
@@ -46,6 +54,10 @@ class Upstream(Record):
 
     __slots__ = ("host", "port", "authorization", "by_hostname")
     _defaults = {"authorization": None, "by_hostname": False}
+    host: str
+    port: int
+    authorization: str | None
+    by_hostname: bool
 
 
 def parse_upstream(url: str, *, by_hostname: bool = False) -> Upstream:

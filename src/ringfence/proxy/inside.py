@@ -24,6 +24,9 @@ class RelayPorts(Record):
 
     __slots__ = ("http", "socks", "dns")
     _defaults = {"socks": None, "dns": None}
+    http: int
+    socks: int | None
+    dns: int | None
 
 
 def relay_script() -> bytes:

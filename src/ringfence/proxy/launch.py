@@ -43,6 +43,8 @@ class ProxySummary(Record):
     or a DNS name, reason) for each target refused; each sorted, once."""
 
     __slots__ = ("reached", "refused")
+    reached: tuple[str, ...]
+    refused: tuple[tuple[str, str], ...]
 
     def lines(self) -> list[str]:
         lines = [f"network: reached {target}" for target in self.reached]

@@ -25,6 +25,10 @@ from ..._record import Record
 from ...errors import RingfenceError
 from . import fds
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...policy.network import NetworkPolicy
+
 # Set by the test suite, and read only from ringfence's own environment: a
 # JSON file of {"hosts": {name: [address, ...]}, "dial_map": {address:
 # "host:port"}} that stands in for DNS and redirects dialling, so that tests
@@ -42,6 +46,10 @@ class EgressPlan(Record):
 
     __slots__ = ("network", "services", "upstream", "routes")
     _defaults = {"upstream": None, "routes": None}
+    network: NetworkPolicy
+    services: tuple[str, ...]
+    upstream: str | None
+    routes: tuple | None
 
 
 def egress_plan(network, host_env=None) -> EgressPlan:

@@ -19,6 +19,9 @@ MINIMUM_VERSION = (0, 8, 0)
 
 class Bwrap(Record):
     __slots__ = ("path", "version", "origin")
+    path: str
+    version: tuple[int, ...]
+    origin: str
 
 
 def _parse_version(text: str):

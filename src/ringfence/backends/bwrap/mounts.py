@@ -16,6 +16,15 @@ from ...errors import PolicyError
 from ...paths import depth
 from ...policy.filesystem import NONE, READ, WRITE
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
+
+    from ...config.vocabulary import EntryKind
+
+    MountKind = Literal["ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
+                        "placeholder"]
+
 RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER = (
     "ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
     "placeholder")
@@ -32,6 +41,12 @@ class MountStep(Record):
 
     __slots__ = ("kind", "dest", "source", "mode", "reason", "size")
     _defaults = {"source": None, "mode": None, "reason": None, "size": None}
+    kind: MountKind
+    dest: str
+    source: str | None
+    mode: int | None
+    reason: str | None
+    size: int | None
 
 
 # How the bound on a run's temporary space is shared out. A tmpfs is charged
@@ -55,6 +70,10 @@ class MountPlan(Record):
     run's placeholder may stand there)."""
 
     __slots__ = ("steps", "placeholders", "tmpfs_root", "shared")
+    steps: tuple[MountStep, ...]
+    placeholders: tuple[tuple[str, EntryKind], ...]
+    tmpfs_root: bool
+    shared: tuple[str, ...]
 
     def count(self, kind) -> int:
         return sum(1 for step in self.steps if step.kind == kind)

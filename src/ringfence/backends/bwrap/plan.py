@@ -21,6 +21,15 @@ from .interpreter import inside_python
 from .locate import locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ...config.vocabulary import EntryKind
+    from ...policy.limits import Limits
+    from ..linux.limits import Mechanism
+    from .egress import EgressPlan
+    from .locate import Bwrap
+    from .mounts import MountPlan
+
 # Above this many masks and placeholders, bwrap's own binds (each re-reading
 # the mount table) cost more than starting the mask helper (about 15 ms).
 MASK_HELPER_THRESHOLD = 48
@@ -33,6 +42,11 @@ class HelperJob(Record):
     over placeholders, and how bwrap starts it."""
 
     __slots__ = ("masks", "placeholders", "identities", "empty_folder", "command")
+    masks: tuple[str, ...]
+    placeholders: tuple[str, ...]
+    identities: dict[str, tuple[int, int, int]]
+    empty_folder: str
+    command: list[str]
 
 
 class BwrapPlan(Record):
@@ -48,6 +62,23 @@ class BwrapPlan(Record):
                  "full_command", "mask_file", "placeholders", "state", "dropped_env", "limits",
                  "limits_mechanism", "counter_shares", "helper", "egress")
     _defaults = {"counter_shares": (), "helper": None, "egress": None}
+    argv: list[str]
+    env: dict[str, str]
+    mounts: MountPlan
+    seccomp_program: bytes
+    network_isolated: bool
+    bwrap: Bwrap
+    command: list[str]
+    full_command: list[str]
+    mask_file: str
+    placeholders: tuple[tuple[str, EntryKind], ...]
+    state: str
+    dropped_env: tuple[tuple[str, str], ...]
+    limits: Limits
+    limits_mechanism: Mechanism
+    counter_shares: tuple[tuple[str, int], ...]
+    helper: HelperJob | None
+    egress: EgressPlan | None
 
 
 class PlanCache:

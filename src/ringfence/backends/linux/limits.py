@@ -43,6 +43,11 @@ class Mechanism(Record):
 
     __slots__ = ("processes", "detail", "group_parent", "memory", "memory_parent")
     _defaults = {"group_parent": None, "memory": None, "memory_parent": None}
+    processes: str | None
+    detail: str
+    group_parent: str | None
+    memory: str | None
+    memory_parent: str | None
 
 
 def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
