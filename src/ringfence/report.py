@@ -85,7 +85,7 @@ def status(policy, *, as_json: bool, backend=None) -> int:
 
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return 0
-    out = []
+    out: list[str] = []
     add = out.append
     for refusal in data["refusals"]:
         add(f"CANNOT RUN: {refusal['message']}")
@@ -239,7 +239,7 @@ def denial_hints(policy, argv, cwd: str) -> list[str]:
     with the rule and how to allow it. A first answer to "was that the sandbox?"."""
     import shlex
 
-    words = []
+    words: list[str] = []
     for arg in argv:
         try:
             words += shlex.split(arg) if " " in arg else [arg]

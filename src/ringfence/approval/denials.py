@@ -136,7 +136,7 @@ def _syscall_denial(line: str):
 def _paths_in(line: str, cwd: str):
     """Words of `line` that look like paths, made absolute against `cwd`;
     not the program that prefixes its own messages (`/bin/sh: 1: ...`)."""
-    word = []
+    word: list[str] = []
     first, colon, _ = line.partition(": ")
     seen = {first} if colon and " " not in first else set()
     for char in line + " ":

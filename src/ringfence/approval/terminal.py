@@ -92,7 +92,7 @@ def _write(fd: int, data: bytes):
 
 def _read_line(fd: int) -> str | None:
     """One line from the terminal, or None at end of input."""
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = os.read(fd, 1024)

@@ -17,7 +17,13 @@ from .._record import Record
 # type checkers, and at run time `Backend` is a plain class nothing derives from.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
+
+    from ..events import EventLog
+    from ..launcher.io import IOSpec
+    from ..launcher.outcome import Outcome
+    from ..policy.environment import EnvironmentResult
+    from ..policy.record import Policy
 else:
     Protocol = object
 
@@ -39,21 +45,28 @@ class Unenforceable(Record):
 class Backend(Protocol):
     name: str
 
-    def check(self, policy) -> tuple[Unenforceable, ...]:
+    def check(self, policy: Policy) -> tuple[Unenforceable, ...]:
         """Everything this backend cannot enforce for `policy`; empty means go."""
         ...
 
-    def describe(self, policy) -> dict:
+    def describe(self, policy: Policy) -> dict:
         """What enforces what, for `status`: the backend's name and version,
-        how each limit is put on, and what is unavailable."""
+        and what is unavailable."""
         ...
 
-    def plan(self, policy, command: list[str], *, cwd: str, env_result, io):
-        """The plan for one run (data)."""
+    def limits(self, policy: Policy) -> dict:
+        """How each limit of `policy` is put on, for `status`."""
         ...
 
-    def run(self, plan, io, *, timeout: float | None, events, forward_signals: bool):
-        """Run the plan and return its Outcome."""
+    def plan(self, policy: Policy, command: list[str], *, cwd: str, env_result: EnvironmentResult, io: IOSpec,
+             events: EventLog) -> Any:
+        """The plan for one run (data; each backend has its own kind)."""
+        ...
+
+    def run(self, plan: Any, io: IOSpec, *, timeout: float | None, events: EventLog, forward_signals: bool,
+            keep: bool = True) -> Outcome:
+        """Run the plan and return its Outcome; with `keep`, what a run sets
+        up to be reused (placeholders) stays until `close()`."""
         ...
 
     def close(self) -> None:

@@ -428,7 +428,7 @@ def _projects_spec(ctx: Context) -> Spec:
     return Map(Table({"trust_level": Enum("trusted", "untrusted")}), key_check=_check_absolute)
 
 
-ROOT_FIELDS = {
+ROOT_FIELDS: dict[str, Spec | None] = {
     "sandbox_mode": Enum(*SANDBOX_MODES),
     "approval_policy": ApprovalPolicySpec(),
     "default_permissions": Str(),

@@ -95,6 +95,7 @@ def _unchanged(root: str, path: str, old: Node | None, expected_children: set[st
 def _ops_of(change: Change) -> list[tuple[str, Node | None, Node | None]]:
     """(path, old node, new node) for each workspace path the change touches."""
     if change.kind == "renamed":
+        assert change.source is not None, "a rename has its source"
         return [(change.source, change.old, None), (change.path, None, change.new)]
     return [(change.path, change.old, change.new)]
 

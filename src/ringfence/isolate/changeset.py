@@ -86,6 +86,20 @@ class Change(Record):
     protected: bool
 
     @property
+    def before(self) -> Node:
+        """`old`, for a change whose kind has one (every kind but added)."""
+        if self.old is None:
+            raise ValueError(f"{self.path}: an {self.kind} change has no old side")
+        return self.old
+
+    @property
+    def after(self) -> Node:
+        """`new`, for a change whose kind has one (every kind but deleted)."""
+        if self.new is None:
+            raise ValueError(f"{self.path}: a {self.kind} change has no new side")
+        return self.new
+
+    @property
     def content_changed(self) -> bool:
         return (self.old is None or self.new is None or self.old.digest != self.new.digest
                 or self.old.target != self.new.target)
@@ -144,9 +158,9 @@ class Changeset(Record):
                 shown += "/"
             notes = []
             if change.mode_changed:
-                notes.append(f"mode {change.old.mode:04o} -> {change.new.mode:04o}")
+                notes.append(f"mode {change.before.mode:04o} -> {change.after.mode:04o}")
             if change.kind == "type_changed":
-                notes.append(f"{change.old.kind} -> {change.new.kind}")
+                notes.append(f"{change.before.kind} -> {change.after.kind}")
             if any(node is not None and node.binary for node in (change.old, change.new)):
                 notes.append("binary")
             if change.protected:
@@ -305,7 +319,8 @@ class _Walk:
     def change(self, path: str, kind: ChangeKind, old: Node | None, new: Node | None):
         self.changes.append(Change(path, kind, old, new))
 
-    def check_unchanged(self, path: str, info: os.stat_result):
+    def check_unchanged(self, path: str, info: os.stat_result | None):
+        assert info is not None, "only a path with a workspace side is checked"
         if changed_since(info, self.stamp):
             self.conflicts.setdefault(path, "changed in the workspace while the run lasted")
 
@@ -341,7 +356,8 @@ class _Walk:
                 self.deleted_tree(path)
             return
         new = read_node(upper_path, upper_info, memo=self.memo)
-        old = read_node(lower_path, lower_info, workspace_side=True) if lower_info is not None else None
+        old = read_node(lower_path, lower_info, workspace_side=True) \
+            if lower_path is not None and lower_info is not None else None
         if new.kind == "dir":
             own_marker = _xattr(upper_path, _OPAQUE)
             opaque = parent_opaque or own_marker == b"y"
@@ -452,21 +468,21 @@ def _find_renames(changes: list[Change]) -> list[Change]:
         return [change for path, change in table.items() if path.startswith(prefix)]
 
     # Folders first: one rename per moved tree, the shallowest that matches.
-    deleted_dirs = [path for path, change in sorted(deleted.items()) if change.old.kind == "dir"]
+    deleted_dirs = [path for path, change in sorted(deleted.items()) if change.before.kind == "dir"]
     by_signature: dict[tuple, list[str]] = {}
     for path in deleted_dirs:
         children = below(deleted, path)
         if children:
-            key = (deleted[path].old.mode, _tree_signature(children, path, "old"))
+            key = (deleted[path].before.mode, _tree_signature(children, path, "old"))
             by_signature.setdefault(key, []).append(path)
     taken_new: list[str] = []
     for path, change in sorted(added.items()):
-        if change.new.kind != "dir" or any(path.startswith(root + "/") for root in taken_new):
+        if change.after.kind != "dir" or any(path.startswith(root + "/") for root in taken_new):
             continue
         children = below(added, path)
         if not children:
             continue
-        key = (change.new.mode, _tree_signature(children, path, "new"))
+        key = (change.after.mode, _tree_signature(children, path, "new"))
         candidates = [old for old in by_signature.get(key, ()) if old not in renamed]
         if not candidates:
             continue
@@ -480,14 +496,14 @@ def _find_renames(changes: list[Change]) -> list[Change]:
     # Then files: the same non-empty content and mode, paired in path order.
     by_content: dict[tuple, list[str]] = {}
     for path, change in sorted(deleted.items()):
-        if path not in renamed and change.old.kind == "file" and change.old.size:
-            by_content.setdefault((change.old.digest, change.old.mode), []).append(path)
+        if path not in renamed and change.before.kind == "file" and change.before.size:
+            by_content.setdefault((change.before.digest, change.before.mode), []).append(path)
     for path, change in sorted(added.items()):
-        if path in renamed or change.new.kind != "file" or not change.new.size:
+        if path in renamed or change.after.kind != "file" or not change.after.size:
             continue
-        candidates = by_content.get((change.new.digest, change.new.mode))
-        if candidates:
-            source = candidates.pop(0)
+        same = by_content.get((change.after.digest, change.after.mode))
+        if same:
+            source = same.pop(0)
             renamed[source] = renamed[path] = Change(path, "renamed", deleted[source].old, change.new, source)
     result = [change for change in changes if change.path not in renamed or change.kind not in ("added", "deleted")]
     result += list({id(change): change for change in renamed.values()}.values())

@@ -151,12 +151,18 @@ class _Sides:
         self.upper = changeset.upper
 
     def old(self, change: Change) -> bytes:
-        path = os.path.join(self.workspace, change.source or change.path)
-        return os.fsencode(change.old.target) if change.old.kind == "symlink" else read_file(path)
+        return _content(change.before, os.path.join(self.workspace, change.source or change.path))
 
     def new(self, change: Change) -> bytes:
-        path = os.path.join(self.upper, change.path)
-        return os.fsencode(change.new.target) if change.new.kind == "symlink" else read_file(path)
+        return _content(change.after, os.path.join(self.upper, change.path))
+
+
+def _content(node: Node, path: str) -> bytes:
+    """A symlink's target (from its node: the link is not followed), or the file's bytes."""
+    if node.kind == "symlink":
+        assert node.target is not None, "a symlink's node holds its target"
+        return os.fsencode(node.target)
+    return read_file(path)
 
 
 def _content_patch(out: list[bytes], old: bytes, new: bytes, binary: bool):
@@ -171,6 +177,7 @@ def _patch(out: list[bytes], path: str, old_node: Node | None, new_node: Node | 
     old_id, new_id = (blob_id(old) if old_node else _ZERO_ID), (blob_id(new) if new_node else _ZERO_ID)
     binary = bool((old_node and old_node.binary) or (new_node and new_node.binary))
     if old_node is None:
+        assert new_node is not None, "one side at least"
         out.append(b"new file mode " + git_mode(new_node) + b"\n")
         out.append(b"index " + old_id + b".." + new_id + b"\n")
     elif new_node is None:
@@ -216,11 +223,11 @@ def _notes(changeset: Changeset) -> list[str]:
             notes.append(f"not expressible in a patch (special file): {change.path}")
         elif new and new.kind == "dir" and change.kind in ("added", "type_changed"):
             notes.append(f"folder {change.path} (mode {new.mode:04o})")
-        elif change.mode_changed and (new.kind == "dir" or git_mode(old) == git_mode(new)):
+        elif change.mode_changed and old and new and (new.kind == "dir" or git_mode(old) == git_mode(new)):
             notes.append(f"mode {old.mode:04o} -> {new.mode:04o}: {change.path}")
-        elif change.mode_changed and new.mode & 0o777 not in (0o644, 0o755):
+        elif change.mode_changed and new and new.mode & 0o777 not in (0o644, 0o755):
             notes.append(f"mode {new.mode:04o} (a patch carries 100644 or 100755): {change.path}")
-        elif change.kind == "added" and new.kind == "file" and new.mode not in (0o644, 0o755):
+        elif change.kind == "added" and new and new.kind == "file" and new.mode not in (0o644, 0o755):
             notes.append(f"mode {new.mode:04o} (a patch carries 100644 or 100755): {change.path}")
     return notes
 
@@ -229,7 +236,8 @@ def render_diff(changeset: Changeset) -> bytes:
     """The whole changeset (protected changes left out) as one patch."""
     sides = _Sides(changeset)
     out: list[bytes] = [b"# " + os.fsencode(note).replace(b"\n", b"\\n") + b"\n" for note in _notes(changeset)]
-    deletions, additions = [], []
+    deletions: list[tuple[str, Node | None, Node | None, Change]] = []
+    additions: list[tuple[str, Node | None, Node | None, Change]] = []
     for change in changeset.applicable:
         old = change.old if change.old and change.old.kind in _GIT_KINDS else None
         new = change.new if change.new and change.new.kind in _GIT_KINDS else None

@@ -25,7 +25,8 @@ class Syncs:
 
     def directory(self, path: str | None = None, *, fd: int | None = None) -> None:
         own = fd is None
-        if own:
+        if fd is None:
+            assert path is not None, "a path or a descriptor"
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fsync(fd)

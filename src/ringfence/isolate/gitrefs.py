@@ -49,10 +49,10 @@ def git_dirs(workspace: str) -> tuple[str, str] | None:
 def read_refs(workspace: str) -> dict[str, str]:
     """{"HEAD": commit, "refs/heads/main": commit, ...}: what HEAD and every
     branch, tag and remote-tracking ref point at ({} outside a repository)."""
-    dirs = git_dirs(workspace)
-    if dirs is None:
+    found = git_dirs(workspace)
+    if found is None:
         return {}
-    git_dir, common_dir = dirs
+    git_dir, common_dir = found
     if os.path.isdir(os.path.join(common_dir, "reftable")):
         raise RingfenceError(f"{common_dir} keeps its refs in a reftable, which ringfence cannot read yet",
                              hint="run the isolated run outside a reftable repository, or convert it with "

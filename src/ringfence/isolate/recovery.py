@@ -76,7 +76,7 @@ def recover_run(directory: str, *, locked: bool = False) -> str | None:
 
 def recover(state: str) -> RecoveryReport:
     """Recover every run in `<state>/runs` that no live process holds."""
-    found = {"rolled_back": [], "rolled_forward": [], "interrupted": [], "removed": []}
+    found: dict[str, list[str]] = {"rolled_back": [], "rolled_forward": [], "interrupted": [], "removed": []}
     failed = []
     for run_id in run_ids(state):
         try:

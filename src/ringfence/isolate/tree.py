@@ -37,7 +37,7 @@ def digest_file(path: str, *, dir_fd: int | None = None) -> str:
 def read_file(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     try:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, CHUNK)
             if not chunk:

@@ -68,8 +68,8 @@ class Streams:
         self.supervision: dict = {}
         self._child_ends: list[int] = []
         self._ours: list[int] = []
-        self._raw = None
-        self._saved = None
+        self._raw: RawMode | None = None
+        self._saved: SavedModes | None = None
         self._master = None
         self._until_supervised: list[int] = []  # ours until a supervisor takes them over
 

@@ -7,10 +7,14 @@ underneath it, with the same functions and integer constants.
 
 from __future__ import annotations
 
-try:
-    import _signal as _impl
-except ImportError:  # an interpreter without the C module: pay for the wrapper
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `_signal` has no stubs of its own: checkers read `signal`'s
     import signal as _impl
+else:
+    try:
+        import _signal as _impl
+    except ImportError:  # an interpreter without the C module: pay for the wrapper
+        import signal as _impl
 
 SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGTERM = _impl.SIGHUP, _impl.SIGINT, _impl.SIGQUIT, _impl.SIGKILL, _impl.SIGTERM
 SIGPIPE, SIGCHLD, SIGTSTP, SIGTTIN, SIGTTOU = _impl.SIGPIPE, _impl.SIGCHLD, _impl.SIGTSTP, _impl.SIGTTIN, _impl.SIGTTOU
@@ -18,8 +22,8 @@ SIGWINCH, SIGXFSZ, SIGUSR1, SIGUSR2, SIGALRM = _impl.SIGWINCH, _impl.SIGXFSZ, _i
 SIG_IGN = _impl.SIG_IGN
 signal = _impl.signal
 
-NAMES = {SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGKILL: "SIGKILL", SIGTERM: "SIGTERM",
-         SIGWINCH: "SIGWINCH", SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2"}
+NAMES: dict[int, str] = {SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGKILL: "SIGKILL",
+                         SIGTERM: "SIGTERM", SIGWINCH: "SIGWINCH", SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2"}
 
 
 def name(number: int) -> str:

@@ -40,7 +40,7 @@ def spawn(path: str, argv: list[str], env: dict, fds: dict[int, int], *, new_ses
     try:
         for target, source in fds.items():
             staged[target] = fcntl.fcntl(source, fcntl.F_DUPFD_CLOEXEC, _HIGH_FD)
-        actions = [(os.POSIX_SPAWN_DUP2, staged[target], target) for target in sorted(staged)]
+        actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, staged[target], target) for target in sorted(staged)]
         keep = set(staged) | {fd for fd in (0, 1, 2) if fd not in staged}
         for fd in _open_fds():
             if fd not in keep and fd not in staged.values():

@@ -62,7 +62,7 @@ class Supervisor:
         self.on_event = on_event or (lambda *a, **k: None)
         self.result = Supervised()
         self.sandbox_pid = None
-        self.kill_at = None
+        self.kill_at: float | None = None
         self.signals_seen = 0
         self.to_pty = bytearray()
         self.pty_filter = TerminalFilter()

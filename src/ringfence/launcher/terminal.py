@@ -115,7 +115,7 @@ class TerminalFilter:
 
     def feed(self, data: bytes) -> bytes:
         data, self.pending = self.pending + data, b""
-        out = []
+        out: list[bytes] = []
         position, length = 0, len(data)
         while position < length:
             if self.dropping:

@@ -176,7 +176,7 @@ class _Context:
         self.path = path
         self.cwd = cwd
         self.loose = loose
-        self.dirs = None
+        self.dirs: frozenset[str] | None = None
 
     def with_changes(self, *, path=..., cwd=None, loose=None) -> _Context:
         return _Context(self.path if path is ... else path, cwd or self.cwd, self.loose if loose is None else loose)
@@ -238,6 +238,12 @@ class CommandRules:
     looking up programs on the command's PATH."""
 
     __slots__ = ("rules", "host_executables", "files", "_by_token", "_by_path", "_hosts")
+    rules: tuple[CommandRule, ...]
+    host_executables: tuple[HostExecutable, ...]
+    files: tuple[str, ...]
+    _by_token: dict[str, _Bucket]
+    _by_path: dict[str, _Bucket]
+    _hosts: dict[str, frozenset[str]]
 
     def __init__(self, rules=(), host_executables=(), files=()):
         rules = tuple(rules)
@@ -430,7 +436,7 @@ class CommandRules:
     def _program_names(self, program: str, context: _Context):
         """(names a rule's first token matches for sure, names it only could)."""
         certain = [program]
-        loose = []
+        loose: list[str] = []
         if "/" not in program:
             if self._by_path:
                 found = _which(program, context)

@@ -148,6 +148,16 @@ class FilesystemPolicy:
 
     __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "scanned_directories",
                  "_writable_snapshots", "_frozen")
+    rules: tuple[PathRule, ...]
+    index: dict[str, PathRule]
+    caps: tuple[Cap, ...]
+    cap_index: dict[str, Cap]
+    globs: tuple[GlobRule, ...]
+    protected: tuple[ProtectedPath, ...]
+    snapshots: dict[str, dict[str, tuple]]
+    scanned_directories: dict[str, tuple[int, int, int]]
+    _writable_snapshots: list[dict[str, tuple]] | None
+    _frozen: bool
 
     def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None, scanned_directories=None):
         index: dict[str, PathRule] = {}
@@ -236,18 +246,19 @@ class FilesystemPolicy:
 
         return decide
 
-    def writable_snapshots(self) -> list[dict]:
+    def writable_snapshots(self) -> list[dict[str, tuple]]:
         """The start-of-run snapshots, less the directories the sandbox sees
         read-only, hidden or private: nothing it does can appear in those on
         the host. (In a repository that is most of them: `.git/objects`.)"""
-        if self._writable_snapshots is None:
+        kept = self._writable_snapshots
+        if kept is None:
             decide = self.decider()
             kept = []
             for snapshot in self.snapshots.values():
                 kept.append({directory: seen for directory, seen in snapshot.items()
                              if decide(directory).access == WRITE and not decide(directory).private})
             object.__setattr__(self, "_writable_snapshots", kept)
-        return self._writable_snapshots
+        return kept
 
     def writable_roots(self) -> list[str]:
         """Paths where a rule grants writes to the host (private space excluded)."""

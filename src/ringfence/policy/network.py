@@ -55,7 +55,7 @@ class NetworkDecision(Record):
     __slots__ = ("allowed", "rule", "reason", "code", "host")
     _defaults = {"code": None, "host": None}
     allowed: bool
-    rule: str | None
+    rule: str
     reason: str
     code: DecisionCode | None
     host: str | None
@@ -133,6 +133,7 @@ class NetworkPolicy(Record):
         (an IP literal was judged by `decide` already)."""
         if not decision.allowed or self.mode == FULL:
             return decision
+        assert decision.host is not None, "an allowed decision names its host"
         if parse_host(decision.host).address is not None:
             return decision
         if not addresses:

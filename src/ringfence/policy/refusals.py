@@ -13,6 +13,10 @@ from ..config.vocabulary import PROJECT_ROOTS, WORKSPACE_ROOTS
 from ..errors import PolicyError
 from ..paths import canonical, is_within, symlink_components
 from .filesystem import NONE, WRITE, FilesystemPolicy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .filesystem import PathRule
 from .globs import hard_link_count
 
 
@@ -116,7 +120,7 @@ def check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
 MAX_DENIED_FOLDER_WALK = 20_000
 
 
-def check_hard_links(rules, provisional: FilesystemPolicy, home: str, refusals=None, notices=None):
+def check_hard_links(rules: list[PathRule], provisional: FilesystemPolicy, home: str, refusals=None, notices=None):
     """A denied file with other hard links (~/netrc.bak made from ~/.netrc)
     is readable under the other names, which a mask on this one cannot cover;
     so is a file inside a denied folder (~/old-creds linked to

@@ -244,7 +244,7 @@ def _prefix_rule(arguments: dict, path: str, line: int) -> CommandRule:
     raw, pattern_line = arguments["pattern"]
     if not isinstance(raw, list) or not raw:
         raise RulesError(path, pattern_line, "pattern must be a non-empty list of tokens")
-    pattern = []
+    pattern: list[str | tuple[str, ...]] = []
     for token in raw:
         if isinstance(token, str) and token:
             pattern.append(token)
@@ -337,7 +337,8 @@ def command_rules(config) -> CommandRules:
     from ..state import state_dir
 
     rules = list(_toml_rules(config.get("rules")))
-    hosts, files = [], []
+    hosts: list[HostExecutable] = []
+    files: list[str] = []
     cache_dir = os.path.join(state_dir(config.home), "cache")
     for directory in rules_directories(config.home, config.project_root, config.project_trusted):
         for path in rules_files(directory):

@@ -285,7 +285,7 @@ class _Walk:
 
     def test(self, node, depth: int):
         text = _text(node)
-        expansions = []
+        expansions: list = []
         self._collect_expansions(node, expansions, depth)
         if expansions and any(op in text for op in _ARITHMETIC_TESTS):
             self.unproven.append("[[ ]] evaluates variables as arithmetic, which can run commands")

@@ -13,6 +13,10 @@ import os
 
 from .._record import Record
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import EllipsisType
+
 EXACT, GLOB, UNKNOWN = 0, 1, 2  # as in policy.shell, which is imported only for scripts
 
 
@@ -86,7 +90,8 @@ def parse_wrapper(syntax: Syntax, argv, kinds, context):
     """(index of the command, its argv, its word kinds, its context), None when
     the wrapper runs nothing, or a reason when its options cannot be followed."""
     index, count = 1, len(argv)
-    path, cwd, extra = ..., None, ()
+    path: str | EllipsisType | None = ...  # `...`: the PATH as it is; None: no PATH
+    cwd, extra = None, ()
     name = argv[0].rsplit("/", 1)[-1]
 
     def value_of(option_value):

@@ -56,13 +56,15 @@ class Dialer:
             raise UpstreamFailed(f"{name} does not resolve ({exc})", "resolve") from None
         except asyncio.TimeoutError:
             raise UpstreamFailed(f"resolving {name} timed out", "timeout") from None
-        seen = []
+        seen: list[str] = []
         for _family, _type, _proto, _name, sockaddr in infos:
-            if sockaddr[0] not in seen:
-                seen.append(sockaddr[0])
+            address = str(sockaddr[0])  # a text address: AF_INET or AF_INET6
+            if address not in seen:
+                seen.append(address)
         return seen
 
     async def checked_addresses(self, decision: NetworkDecision, port: int) -> tuple[NetworkDecision, list[str]]:
+        assert decision.host is not None, "an allowed decision names its host"
         literal = parse_host(decision.host).address
         if literal is not None:
             return decision, [str(literal)]
@@ -84,6 +86,7 @@ class Dialer:
                 failure = exc
                 continue
             return Dialled(sock, address, b"", decision)
+        assert failure is not None, "a checked decision has at least one address"
         raise failure
 
     def dial_address(self, address: str, port: int) -> tuple[str, int]:
@@ -118,13 +121,14 @@ class Dialer:
         import h11
 
         upstream = self.upstream
+        assert upstream is not None and decision.host is not None, "called for an allowed target with an upstream"
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(upstream.host, upstream.port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise UpstreamFailed(f"the upstream proxy {upstream.host} does not resolve ({exc})",
                                  "upstream-proxy") from None
-        sock = await self._connect(infos[0][4][0], upstream.port)
+        sock = await self._connect(str(infos[0][4][0]), upstream.port)
         target_host = decision.host if upstream.by_hostname else address
         authority = f"[{target_host}]:{port}" if ":" in target_host else f"{target_host}:{port}"
         headers = [("Host", authority)]

@@ -115,6 +115,7 @@ def request_target(request: h11.Request, limits) -> tuple[str, str, int, bytes, 
             raise BadRequest("bad-request", "user information in the URI is refused")
         path = path if path.startswith("/") else "/" + path
         protocol, (host, port) = "http", split_authority(authority, 80)
+    assert port is not None, "CONNECT's port was checked, a forwarded request's defaults to 80"
     try:
         name = parse_host(host).name
         # A CONNECT's Host is not what gets dialled (Node sends the proxy's own
@@ -313,8 +314,9 @@ async def _forward(proxy, loop, conn, sock, request, decision, port, target, hel
                                                          proxy.limits.idle_timeout, started_flag))
         try:
             await asyncio.wait({body, response}, return_when=asyncio.FIRST_EXCEPTION)
-            if body.done() and body.exception() is not None:
-                raise body.exception()
+            failure = body.exception() if body.done() else None
+            if failure is not None:
+                raise failure
             await response  # the server may answer before the body is all sent (a 413, say)
         finally:
             for task in (body, response):

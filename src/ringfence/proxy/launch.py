@@ -26,6 +26,10 @@ from ..errors import PolicyError, RingfenceError
 from ..policy.network import LIMITED, NetworkPolicy, pattern_problems
 from .config import ProxyLimits, parse_upstream
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # PR_SET_PDEATHSIG is 1; the parent check closes the window in which the
 # parent could die before prctl ran.
 _BOOTSTRAP = """import ctypes, os, sys
@@ -58,8 +62,10 @@ class ProxyHandle:
 
     def __init__(self, pid: int, lifeline: int, events_fd: int, sandbox_end: socket.socket | None,
                  error_fd: int):
-        self.pid, self._lifeline, self.events_fd, self.sandbox_end = pid, lifeline, events_fd, sandbox_end
-        self._error_fd, self._startup_error = error_fd, None
+        self.pid: int | None = pid
+        self._lifeline, self.events_fd, self.sandbox_end = lifeline, events_fd, sandbox_end
+        self._error_fd = error_fd
+        self._startup_error: str | None = None
         self._partial = b""
         self._reached: set[str] = set()
         self._refused: dict[str, str] = {}
@@ -103,7 +109,7 @@ class ProxyHandle:
 
     def read_events(self, timeout: float = 0.0) -> list[dict]:
         """The events that have arrived (waiting up to `timeout` for the first)."""
-        events = []
+        events: list[dict] = []
         deadline = time.monotonic() + timeout
         while not self._eof:
             left = max(0.0, deadline - time.monotonic())
@@ -210,7 +216,7 @@ def start_proxy(policy: NetworkPolicy, *, upstream: str | None = None, upstream_
     if problems:
         raise PolicyError("the network policy has domain patterns that cannot be enforced: " + "; ".join(problems),
                           hint="fix or remove those patterns")
-    config = {"network": policy.to_config(), "limits": (limits or ProxyLimits()).to_config(),
+    config: dict[str, Any] = {"network": policy.to_config(), "limits": (limits or ProxyLimits()).to_config(),
               "upstream": None, "events_fd": EVENTS_FD, "channel_fd": CHANNEL_FD if relay else None,
               "hosts": _answers(hosts), "dial_map": dial_map or None, "sni_check": sni_check}
     if upstream:

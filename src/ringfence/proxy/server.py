@@ -42,7 +42,7 @@ class Proxy:
         self.sni_check = config.get("sni_check", True)
         self.channel: socket.socket | None = None
         self.active = 0
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Future] = set()
         self.udp_requests: dict[bytes, asyncio.Future] = {}
         self.next_request = 0
         self.dns_in_flight = 0
@@ -147,14 +147,16 @@ class Proxy:
     # --- the channel from the relay -------------------------------------------------------------
 
     def on_channel(self) -> None:
+        channel = self.channel
+        assert channel is not None, "read only once the channel is open"
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.channel, MAX_RECORD, 4)
+            data, fds, _flags, _addr = socket.recv_fds(channel, MAX_RECORD, 4)
         except BlockingIOError:
             return
         except OSError:
             data, fds = b"", []
         if not data and not fds:
-            asyncio.get_running_loop().remove_reader(self.channel.fileno())
+            asyncio.get_running_loop().remove_reader(channel.fileno())
             self.stopped.set()
             return
         kind, body = data[:1], data[1:]

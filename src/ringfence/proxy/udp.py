@@ -63,7 +63,7 @@ async def associate(proxy, loop, control) -> None:
     outside = {}
     destinations: dict[tuple, _Destination] = {}
     peers: dict[tuple, _Destination] = {}
-    client = []
+    client: list[tuple] = []  # the one address datagrams may come from, once known
 
     def outbound(family) -> socket.socket:
         if family not in outside:

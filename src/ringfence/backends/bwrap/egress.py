@@ -105,6 +105,7 @@ class RunningEgress:
         bwrap has them): the relay's script and the channel's far end."""
         from ...proxy.inside import relay_script_fd
 
+        assert self._handle.sandbox_end is not None, "handed to the sandbox once"
         channel = os.dup(self._handle.sandbox_end.fileno())
         self._handle.close_sandbox_end()
         return {fds.RELAY_SCRIPT: relay_script_fd(), fds.RELAY_CHANNEL: channel}

@@ -18,7 +18,7 @@ def inside_python(filesystem) -> str | None:
     """The first interpreter whose binary (and, for ringfence's own, its
     standard library) the sandbox sees; None when it sees none."""
     own = os.path.realpath(sys.executable)
-    candidates = [(own, os.path.realpath(os.path.dirname(os.__file__)))]
+    candidates: list[tuple[str, str | None]] = [(own, os.path.realpath(os.path.dirname(os.__file__)))]
     candidates += [(os.path.realpath(path), None) for path in SYSTEM_PYTHONS if os.path.exists(path)]
     for interpreter, library in candidates:
         if all(_visible(filesystem, path) for path in (interpreter, library) if path):

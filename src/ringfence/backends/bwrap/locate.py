@@ -49,7 +49,7 @@ def _cached_answer(cache_dir: str | None, name: str, key: str, ask):
     answer = ask()
     if cache and answer is not None:
         try:
-            os.makedirs(cache_dir, mode=0o700, exist_ok=True)
+            os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
             with open(cache, "a", encoding="utf-8") as handle:
                 handle.write(f"{key}\t{answer}\n")
         except OSError:

@@ -179,7 +179,7 @@ def _retire_sources(libc, sources):
         fail(f"make /dev read-only: {os.strerror(ctypes.get_errno())}")
 
 
-def main(argv):
+def main(argv: list[str]):
     global REPORT_FD
     script, list_fd, REPORT_FD, seccomp_fd = (int(os.path.basename(argv[0])), *map(int, argv[1:4]))
     os.close(script)  # this script, handed in as /dev/fd/N; the command must not inherit it
@@ -190,7 +190,7 @@ def main(argv):
     listed = fields[4:separator]
     count = int(fields[separator + 1])
     env_fields = fields[separator + 2:separator + 2 + count]
-    argv = fields[separator + 2 + count:]  # empty arguments are arguments too
+    command = fields[separator + 2 + count:]  # empty arguments are arguments too
     env = dict(field.split(b"=", 1) for field in env_fields)
     entries = [tuple(listed[index:index + 4]) for index in range(0, len(listed), 4)]
     program = read_all(seccomp_fd)
@@ -224,9 +224,9 @@ def main(argv):
     os.write(REPORT_FD, b"R")
     os.close(REPORT_FD)
     try:
-        os.execvpe(argv[0], argv, env)
+        os.execvpe(command[0], command, env)
     except OSError as exc:
-        os.write(2, f"ringfence: cannot execute {argv[0].decode(errors='replace')}: {exc.strerror}\n".encode())
+        os.write(2, f"ringfence: cannot execute {command[0].decode(errors='replace')}: {exc.strerror}\n".encode())
         os._exit(127 if exc.errno == 2 else 126)
 
 

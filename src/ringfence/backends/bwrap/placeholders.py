@@ -152,7 +152,7 @@ class Placeholders:
 
     def recover(self) -> list[str]:
         """Remove placeholders left by runs that were killed."""
-        removed = []
+        removed: list[str] = []
         try:
             names = os.listdir(self.directory)
         except OSError:

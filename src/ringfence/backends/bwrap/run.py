@@ -65,6 +65,7 @@ def _field(text: str, name: str):
 def helper_payload(plan: BwrapPlan) -> bytes:
     """The mask helper's work, as its docstring describes it."""
     job = plan.helper
+    assert job is not None, "only a plan with a helper job has a payload"
     fields = [str(os.getuid()).encode(), str(os.getgid()).encode(),
               HELPER_FILE_SOURCE.encode() if job.masks else b"-",
               HELPER_DIR_SOURCE.encode() if job.placeholders else b"-"]
@@ -266,9 +267,9 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
             # without its limits).
             kill_and_reap(spawned)
         if applied is not None:
-            report = limit_tools.release(applied)
-            if report:
-                events.emit("limits.report", **report)
+            released = limit_tools.release(applied)
+            if released:
+                events.emit("limits.report", **released)
         streams.close()
         for fd in ours + theirs:
             os.close(fd)

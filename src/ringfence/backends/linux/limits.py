@@ -163,6 +163,7 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str) -> Applied:
     if limits.memory is not None:
         resource.prlimit(pid, resource.RLIMIT_AS, (limits.memory, limits.memory))
         if mechanism.memory_parent:
+            assert mechanism.memory is not None, "chosen together with memory_parent"
             names = ("memory.max", "memory.swap.max") if mechanism.memory.startswith("cgroup v2") else \
                 ("memory.limit_in_bytes",)
             files = settings.setdefault(mechanism.memory_parent, {})

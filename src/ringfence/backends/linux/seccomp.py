@@ -16,6 +16,11 @@ import os
 
 from ...errors import BackendUnavailable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    # (syscall, action, ((argument, operator, a, b), ...)); "?" before a name: skipped where unknown.
+    Rule = tuple[str, int, tuple[tuple[int, int, int, int], ...]]
+
 FILTER_VERSION = 4  # bump when the rules below change: it invalidates cached programs
 
 # Families a network namespace confines, or that never leave the machine.
@@ -58,9 +63,9 @@ def _errno(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)
 
 
-def rules(deny_unix_sockets: bool = False):
+def rules(deny_unix_sockets: bool = False) -> list[Rule]:
     """The filter as data: (syscall, action, [(arg, op, a, b), ...]) tuples."""
-    out = []
+    out: list[Rule] = []
     for name in DENIED_EPERM:
         out.append((name, _errno(errno.EPERM), ()))
     for name in DENIED_EPERM_OPTIONAL:
