@@ -10,7 +10,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import SANDBOX_FAILED, RingfenceError
+from .errors import COMMAND_NOT_RUNNABLE, INTERRUPTED, SANDBOX_FAILED, RingfenceError
 
 USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
@@ -184,7 +184,7 @@ def cmd_run(options, positional) -> int:
     return outcome.exit_code
 
 
-CHECK_STATUS = {"allow": 0, "no-rule": 1, "prompt": 3, "forbidden": 126}
+CHECK_STATUS = {"allow": 0, "no-rule": 1, "prompt": 3, "forbidden": COMMAND_NOT_RUNNABLE}
 
 
 def cmd_check(options, positional) -> int:
@@ -265,7 +265,7 @@ def main(argv=None) -> int:
         _error(str(exc))
         return exc.exit_status
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -8,9 +8,22 @@ from .errors import CommandRefused, PolicyError, RingfenceError
 from .events import EventLog
 from .policy.commands import FORBIDDEN
 
-def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode: str | None = None,
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from .backends.base import Backend
+    from .config.vocabulary import SandboxMode
+    from .launcher.io import StdinMode
+    from .launcher.outcome import Outcome
+    from .policy.commands import CommandDecision
+    from .policy.record import Policy
+
+
+def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode: SandboxMode | None = None,
                 permissions: str | None = None, config_files=(), overrides=(), read_user_config: bool = True,
-                env: dict | None = None):
+                env: dict | None = None) -> Policy:
     """Build the Policy for `cwd` from the configuration layers.
 
     `sandbox_mode` and `permissions` act like the `--sandbox` and `-P` flags;
@@ -34,7 +47,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
                ("read_user_config", read_user_config), ("env", None if env is None else tuple(env.items())))
     if sandbox_mode and permissions:
         raise ConfigError("command-line flags", "", "--sandbox and -P choose the same thing; give one")
-    flags = {}
+    flags: dict[str, str] = {}
     if sandbox_mode:
         flags["sandbox_mode"] = sandbox_mode
     if permissions:
@@ -98,7 +111,7 @@ class Sandbox:
     `ringfence.backends.fake.FakeBackend`).
     """
 
-    def __init__(self, policy=None, *, backend=None, **load_options):
+    def __init__(self, policy: Policy | None = None, *, backend: Backend | None = None, **load_options: Any):
         from .policy import Policy
 
         if policy is not None and not isinstance(policy, Policy):
@@ -128,7 +141,7 @@ class Sandbox:
     def __exit__(self, *exc):
         self.close()
 
-    def unenforceable(self) -> tuple:
+    def unenforceable(self) -> tuple[RingfenceError, ...]:
         """What keeps this policy from running as it stands: the policy's own
         refusals, then what this backend cannot enforce (both as data)."""
         found = tuple(self.policy.refusals)
@@ -136,14 +149,14 @@ class Sandbox:
             found += tuple(PolicyError(item.message(), hint=item.hint) for item in self.backend.check(self.policy))
         return found
 
-    def check(self, command):
+    def check(self, command: Sequence[str]) -> CommandDecision:
         """The command-rule decision for `command`, without running it."""
         return self.policy.commands.decide(list(command))
 
     def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
-            stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
+            stdin: StdinMode | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
-            events: EventLog | None = None, keep_placeholders: bool = True):
+            events: EventLog | None = None, keep_placeholders: bool = True) -> Outcome:
         from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         if isinstance(command, (str, bytes)):
@@ -175,8 +188,10 @@ class Sandbox:
             raise RingfenceError(f"cannot run in {cwd}: no such directory")
         decision = policy.commands.decide(command)
         if decision.decision == FORBIDDEN:
-            events.emit("run.refused", argv=command, rule=decision.rule.label, origin=decision.rule.origin)
-            raise CommandRefused(f"refused by command rule {decision.rule.label} ({decision.rule.origin})",
+            rule = decision.rule
+            assert rule is not None, "a forbidden decision names its rule"
+            events.emit("run.refused", argv=command, rule=rule.label, origin=rule.origin)
+            raise CommandRefused(f"refused by command rule {rule.label} ({rule.origin})",
                                  hint="remove or change the rule to run this command")
         events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
                     config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
@@ -199,11 +214,13 @@ class Sandbox:
 
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
-        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
+        backend = self.backend
+        assert backend is not None, "a sandboxed policy has a backend"
+        plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
-        outcome = self.backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
-                                   keep=keep_placeholders)
+        outcome = backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
+                              keep=keep_placeholders)
         from .launcher.created import report_new_protected
 
         if report_new_protected(policy, _known_protected(policy), events):

@@ -19,11 +19,6 @@ def state_dir(home: str) -> str:
     return os.path.join(base, "ringfence")
 
 
-def ensure_private_dir(path: str) -> str:
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
-
-
 def write_cache(path: str, data: bytes):
     """Replace a cache file atomically, readable by its owner only (caches name
     the secrets they mask). A cache that cannot be written only makes the next

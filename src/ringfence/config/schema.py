@@ -69,9 +69,8 @@ def display_key(parts) -> str:
 
 
 class Context:
-    def __init__(self, source: str, allow_trust: bool):
+    def __init__(self, source: str):
         self.source = source
-        self.allow_trust = allow_trust
         self.ignored: list[str] = []
 
     def error(self, path, message, accepted=None, hint=None):
@@ -464,7 +463,7 @@ def _refuse_nul(node, path, ctx):
 
 def validate_layer(raw: dict, source: str, *, allow_trust: bool) -> tuple[dict, list[str]]:
     """Validate one parsed TOML document; return the settings tree and ignored keys."""
-    ctx = Context(source, allow_trust)
+    ctx = Context(source)
     _refuse_nul(raw, [], ctx)
     fields = dict(ROOT_FIELDS)
     if allow_trust:

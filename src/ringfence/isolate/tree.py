@@ -26,14 +26,6 @@ def digest_fd(fd: int) -> str:
         hasher.update(chunk)
 
 
-def digest_file(path: str, *, dir_fd: int | None = None) -> str:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK, dir_fd=dir_fd)
-    try:
-        return digest_fd(fd)
-    finally:
-        os.close(fd)
-
-
 def read_file(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     try:

@@ -15,12 +15,15 @@ from .terminal import RawMode, SavedModes, open_pty
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` loads `re`: checkers only
-    from typing import Literal
+    from typing import Final, Literal
 
     StdinMode = Literal["inherit", "devnull", "pipe"]
     OutputMode = Literal["inherit", "capture"]
 
-INHERIT, DEVNULL, PIPE, CAPTURE = "inherit", "devnull", "pipe", "capture"
+INHERIT: Final = "inherit"
+DEVNULL: Final = "devnull"
+PIPE: Final = "pipe"
+CAPTURE: Final = "capture"
 
 
 class IOSpec(Record):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-from . import signals as signal
 
-_DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP,
-                    signal.SIGCHLD, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH, signal.SIGUSR1,
-                    signal.SIGUSR2, signal.SIGALRM)
+from . import signals
+
+_DEFAULT_SIGNALS = (signals.SIGPIPE, signals.SIGXFSZ, signals.SIGINT, signals.SIGQUIT, signals.SIGTERM,
+                    signals.SIGHUP, signals.SIGCHLD, signals.SIGTSTP, signals.SIGTTIN, signals.SIGTTOU,
+                    signals.SIGWINCH, signals.SIGUSR1, signals.SIGUSR2, signals.SIGALRM)
 _HIGH_FD = 64
 # What every process ringfence starts on the host (bwrap, helpers) gets as its
 # environment: nothing from the user's shell, the policy or the workspace, so

@@ -41,12 +41,15 @@ from .wrappers import EXACT, UNKNOWN, WRAPPERS, parse_wrapper, shell_script_inde
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` loads `re`, and this module is on the `run` path
-    from typing import Literal
+    from typing import Final, Literal
 
     Verdict = Literal["allow", "prompt", "forbidden", "no-rule"]
     RuleDecision = Literal["allow", "prompt", "forbidden"]
 
-ALLOW, PROMPT, FORBIDDEN, NO_RULE = "allow", "prompt", "forbidden", "no-rule"
+ALLOW: Final = "allow"
+PROMPT: Final = "prompt"
+FORBIDDEN: Final = "forbidden"
+NO_RULE: Final = "no-rule"
 # Between rules matching one command: the strictest wins.
 _STRICTNESS = {NO_RULE: 0, ALLOW: 1, PROMPT: 2, FORBIDDEN: 3}
 # Across the commands of one argv: allowed only if every one is.

@@ -11,8 +11,6 @@ from __future__ import annotations
 from .filesystem import RANK
 from .network import network_widenings
 
-INHERIT_RANK = {"none": 0, "core": 1, "all": 2}
-
 
 def _host_access(decision) -> int:
     # A private tmpfs shows nothing of the host, so for the host it is `none`.

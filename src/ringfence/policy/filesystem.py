@@ -18,9 +18,15 @@ from ..paths import canonical, is_within
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Final
+
     from ..config.vocabulary import Access, EntryKind, RuleKind
 
-NONE, READ, WRITE = "none", "read", "write"
+# `Final` (a string at run time, like every annotation here) lets checkers
+# read each constant as its literal, so that it fits an `Access`.
+NONE: Final = "none"
+READ: Final = "read"
+WRITE: Final = "write"
 RANK = {NONE: 0, READ: 1, WRITE: 2}
 # Codex's tie-break at equal specificity: none beats write beats read.
 TIE_ORDER = {NONE: 2, WRITE: 1, READ: 0}

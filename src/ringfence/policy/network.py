@@ -32,7 +32,7 @@ from .._record import Record
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
-    from typing import Literal
+    from typing import Final, Literal
 
     from ..config.vocabulary import NetworkMode as Mode, ProxyMode, SocketAccess
 
@@ -40,7 +40,9 @@ if TYPE_CHECKING:
                            "blocked-by-invalid-host", "blocked-by-policy", "blocked-by-sni"]
     IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-OFF, FULL, LIMITED = "off", "full", "limited"
+OFF: Final = "off"
+FULL: Final = "full"
+LIMITED: Final = "limited"
 ALLOWED = "allowed"
 BY_ALLOWLIST, BY_DENYLIST, BY_LOCAL = "blocked-by-allowlist", "blocked-by-denylist", "blocked-by-local-address"
 BY_INVALID, BY_POLICY = "blocked-by-invalid-host", "blocked-by-policy"

@@ -17,6 +17,10 @@ from .git import default_hooks, git_config_chain, gitdir_target, hooks_path
 from .globs import hard_link_count
 from .refusals import refuse
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..config.vocabulary import Access, RuleKind
+
 
 # Installed dependencies are not opened as projects, and their packages often
 # ship editor folders: protecting those would make every reinstall fail on a
@@ -196,7 +200,7 @@ def own_files(home: str, writable_roots) -> list[Cap]:
     writable), and the Python and ringfence it runs on when they lie in a
     writable root: a sandbox that could change them would run its code on the
     host at the next start."""
-    def cap(path, access, label, kind="protected"):
+    def cap(path: str, access: Access, label: str, kind: RuleKind = "protected") -> Cap:
         return Cap(path, access, PathRule(path, access, BUILTIN, label, kind=kind, tier=TIER_PROTECTED))
 
     caps = [cap(canonical(state_dir(home)), NONE, "ringfence state (built-in, always hidden)", "state"),

@@ -25,6 +25,10 @@ from .._record import Record
 from ..errors import ConfigError
 from .commands import ALLOW, FORBIDDEN, PROMPT, CommandRule, CommandRules, HostExecutable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .commands import RuleDecision
+
 DECISIONS = (ALLOW, PROMPT, FORBIDDEN)
 MAX_FILE_BYTES = 1 << 20
 _PREFIX_RULE_KEYS = ("pattern", "decision", "justification", "match", "not_match")
@@ -308,7 +312,7 @@ def _host_executable(arguments: dict, path: str, line: int, home: str | None) ->
     return HostExecutable(name, tuple(resolved), f"{path}:{line}")
 
 
-def rule_label(pattern, decision: str) -> str:
+def rule_label(pattern, decision: RuleDecision) -> str:
     import json
 
     tokens = ", ".join(json.dumps(t) if isinstance(t, str) else "[" + ", ".join(json.dumps(a) for a in t) + "]"
@@ -316,7 +320,7 @@ def rule_label(pattern, decision: str) -> str:
     return f'prefix_rule(pattern=[{tokens}], decision="{decision}")'
 
 
-def rule_text(pattern, decision: str = ALLOW, justification: str | None = None) -> str:
+def rule_text(pattern, decision: RuleDecision = ALLOW, justification: str | None = None) -> str:
     """The line that adds this rule to a rules file."""
     text = rule_label(pattern, decision)
     if justification:

@@ -13,13 +13,10 @@ argv. A hand-written splitter is what let deny rules be evaded with `&`,
 
 from __future__ import annotations
 
-from typing import Literal
-
 from .._record import Record
 
 # How well a word's value is known before the script runs.
 EXACT, GLOB, UNKNOWN = 0, 1, 2
-WordKind = Literal[0, 1, 2]
 
 # Nodes that only arrange commands: their commands are seen one by one.
 _STRUCTURE = frozenset((

@@ -28,6 +28,7 @@ from . import fds
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ...policy.network import NetworkPolicy
+    from ...proxy.config import Service
 
 # Set by the test suite, and read only from ringfence's own environment: a
 # JSON file of {"hosts": {name: [address, ...]}, "dial_map": {address:
@@ -47,7 +48,7 @@ class EgressPlan(Record):
     __slots__ = ("network", "services", "upstream", "routes")
     _defaults = {"upstream": None, "routes": None}
     network: NetworkPolicy
-    services: tuple[str, ...]
+    services: tuple[Service, ...]
     upstream: str | None
     routes: tuple | None
 

@@ -18,16 +18,23 @@ from ...policy.filesystem import NONE, READ, WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Literal
+    from typing import Final, Literal
 
     from ...config.vocabulary import EntryKind
 
     MountKind = Literal["ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
                         "placeholder"]
 
-RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER = (
-    "ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
-    "placeholder")
+RO_BIND: Final = "ro-bind"
+BIND: Final = "bind"
+MASK_FILE: Final = "mask-file"
+MASK_DIR: Final = "mask-dir"
+TMPFS: Final = "tmpfs"
+SYMLINK: Final = "symlink"
+REMOUNT_RO: Final = "remount-ro"
+DEV: Final = "dev"
+PROC: Final = "proc"
+PLACEHOLDER: Final = "placeholder"
 
 # bwrap builds these itself; rules inside them cannot be honoured by mounts.
 KERNEL_TREES = ("/proc", "/dev")
@@ -75,7 +82,7 @@ class MountPlan(Record):
     tmpfs_root: bool
     shared: tuple[str, ...]
 
-    def count(self, kind) -> int:
+    def count(self, kind: MountKind) -> int:
         return sum(1 for step in self.steps if step.kind == kind)
 
 
