@@ -17,9 +17,7 @@ which leaks nothing.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 
 from ..._record import Record
 from ...errors import RingfenceError
@@ -27,6 +25,8 @@ from . import fds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
+
     from ...policy.network import NetworkPolicy
     from ...proxy.config import Service
 
@@ -66,6 +66,8 @@ def _test_routes(host_env) -> tuple | None:
     path = host_env.get(TEST_ROUTES_VARIABLE)
     if not path:
         return None
+    import json  # only with the test suite's routes
+
     try:
         with open(path, encoding="utf-8") as handle:
             routes = json.load(handle)
@@ -112,6 +114,9 @@ class RunningEgress:
         return {fds.RELAY_SCRIPT: relay_script_fd(), fds.RELAY_CHANNEL: channel}
 
     def wait_ready(self) -> None:
+        # This module is on every run's path, threads only on a limited network's.
+        import threading
+
         self._handle.wait_ready()
         self._reader = threading.Thread(target=self._read, name="ringfence-egress-events", daemon=True)
         self._reader.start()

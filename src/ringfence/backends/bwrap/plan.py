@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 
 from ..._record import Record
@@ -151,6 +150,8 @@ def ensure_empty_folders(directory: str) -> tuple[str, str]:
     for folder in folders:
         os.makedirs(folder, mode=0o755, exist_ok=True)  # the mode a placeholder shows inside
         for name in os.listdir(folder):  # only ringfence writes here; anything found is removed
+            import shutil  # with fnmatch, re, bz2 and lzma behind it: only when there is something to remove
+
             shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
     return folders
 
