@@ -32,21 +32,25 @@ run options:
   --events FILE          append the run's events to FILE as JSON lines
   --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
   --no-tty               do not give the command a terminal, even when ringfence has one
+  --escalate REASON      ask (on the terminal) to run COMMAND outside the sandbox, saying REASON
 
 check options:
   --rules FILE           decide with the rules in FILE only (a .rules file), repeatable
 
 exit status of run: the command's own; 125 the sandbox could not start,
-126 the command cannot be run, 127 the command was not found.
+126 the command cannot be run (a command rule or the approval policy refused
+it, or the answer was no: questions go to the terminal, never to stdin),
+127 the command was not found.
 exit status of check: 0 allowed by the rules, 1 no rule matches (the approval
-policy decides), 3 needs approval (a prompt rule, or not provably plain),
-126 forbidden (run would refuse it), 2 bad usage, 125 a configuration that
-cannot be loaded (as for every command).
+policy decides), 3 needs approval (a prompt rule, or a command that cannot be
+checked while prompt or forbidden rules exist), 126 forbidden (run would
+refuse it), 2 bad usage, 125 a configuration that cannot be loaded (as for
+every command).
 """
 
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
-                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files"}
+                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files", "--escalate": "escalate"}
 FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty"}
 REPEATED = {"overrides", "config_files", "rules_files"}
 # Sub-commands whose first positional word starts the command line.
@@ -139,7 +143,12 @@ def _policy(options):
 
 
 def _error(message: str):
-    sys.stderr.write(f"ringfence: {message}\n")
+    # Messages quote commands, paths and output the command chose: nothing
+    # shown may move the cursor or rewrite what the user reads.
+    from .approval.terminal import printable
+
+    shown = "\n".join(printable(line) for line in message.split("\n"))
+    sys.stderr.write(f"ringfence: {shown}\n")
 
 
 def cmd_run(options, positional) -> int:
@@ -152,7 +161,8 @@ def cmd_run(options, positional) -> int:
         _error("danger-full-access: running WITHOUT a sandbox; nothing limits this command")
     outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
                                   timeout=options.get("timeout"), events_path=options.get("events"),
-                                  tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False)
+                                  tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False,
+                                  escalate=options.get("escalate"))
     for event in outcome.events:
         if event["type"] == "git.created":
             _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
@@ -167,14 +177,11 @@ def cmd_run(options, positional) -> int:
                    + "): review them before you work in those folders, or delete them.")
         elif event["type"] == "protected.unchecked":
             _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
+        elif event["type"] == "sandbox.denial":
+            _error(event["message"] + (f"; to allow it, {event['fix']}" if event.get("fix") else ""))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")
-    elif outcome.exit_code != 0:
-        from .report import denial_hints
-
-        for hint in denial_hints(policy, positional, os.path.abspath(options.get("cd") or policy.cwd)):
-            _error(hint)
     return outcome.exit_code
 
 

@@ -218,36 +218,3 @@ def explain(policy, paths, *, as_json: bool) -> int:
         for note in row["notes"]:
             sys.stdout.write(f"  note:   {note}\n")
     return 0
-
-
-def denial_hints(policy, argv, cwd: str) -> list[str]:
-    """After a failed run: paths the command named that the policy denies, each
-    with the rule and how to allow it. A first answer to "was that the sandbox?"."""
-    import shlex
-
-    words = []
-    for arg in argv:
-        try:
-            words += shlex.split(arg) if " " in arg else [arg]
-        except ValueError:
-            words += arg.split()
-    hints, seen = [], set()
-    for word in words:
-        for candidate in (word, word.split("=", 1)[-1]):
-            if "/" not in candidate and not candidate.startswith("."):
-                continue
-            path = os.path.join(cwd, os.path.expanduser(candidate))
-            if path in seen or not os.path.lexists(path):
-                continue
-            seen.add(path)
-            try:
-                data = explain_data(policy, path)
-            except OSError:
-                continue  # a path ringfence itself may not resolve (/proc/1/...): no hint
-            if data["access"] != NONE:
-                continue
-            how = next((note for note in data["notes"] if note.startswith("to allow it")),
-                       f'to allow it, add "{path}" = "read" to the profile\'s filesystem table')
-            hints.append(f"{path} is denied by the sandbox: {data['rule'] or data['note']} "
-                         f"[{data['origin'] or 'policy'}]; {how}")
-    return hints

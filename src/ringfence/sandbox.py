@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import CommandRefused, PolicyError, RingfenceError
+from .errors import PolicyError, RingfenceError
 from .events import EventLog
-from .policy.commands import FORBIDDEN
 
 def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode: str | None = None,
                 permissions: str | None = None, config_files=(), overrides=(), read_user_config: bool = True,
@@ -42,6 +41,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
                          read_user_config=read_user_config)
     policy = build_policy(config, env=source_env)
     if config.has_layer("project") and not config.project_trusted:
+        from .approval.compare import approval_widenings
         from .policy.compare import widenings
 
         baseline = config.without("project")
@@ -52,7 +52,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
             # user would get without both the project and that choice.
             baseline = baseline.without_setting("default_permissions")
         without = build_policy(baseline, env=source_env)
-        problems = widenings(without, policy, source_env)
+        problems = widenings(without, policy, source_env) + approval_widenings(without, policy)
         if problems:
             project_file = next(layer.source for layer in config.layers if layer.name == "project")
             raise ConfigError(project_file, "", "this project's configuration would loosen the sandbox: "
@@ -142,7 +142,15 @@ class Sandbox:
     def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
             stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
-            events: EventLog | None = None, keep_placeholders: bool = True):
+            events: EventLog | None = None, keep_placeholders: bool = True, approver=None,
+            escalate: str | None = None):
+        """Run `command` under the policy, after the command rules and the
+        approval policy allow it. `approver` answers the questions they ask
+        (a callable taking an `ApprovalRequest` and returning "once",
+        "always" or "no", or a coroutine function; default: the controlling
+        terminal, and no terminal means no); `escalate`, the reason to run
+        this command outside the sandbox, asks for that."""
+        from .approval import gate
         from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         if isinstance(command, (str, bytes)):
@@ -172,18 +180,17 @@ class Sandbox:
         cwd = os.path.abspath(cwd or policy.cwd)
         if not os.path.isdir(cwd):
             raise RingfenceError(f"cannot run in {cwd}: no such directory")
-        decision = policy.commands.decide(command)
-        if decision.decision == FORBIDDEN:
-            events.emit("run.refused", argv=command, rule=decision.rule.label, origin=decision.rule.origin)
-            raise CommandRefused(f"refused by command rule {decision.rule.label} ({decision.rule.origin})",
-                                 hint="remove or change the rule to run this command")
-        events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
-                    config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
-                    limits=policy.limits.describe())
         source_env = os.environ if env is None else env
         if env is not None:
             _check_environment(env)
         env_result = policy.environment.apply(source_env)
+        events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
+                    config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
+                    limits=policy.limits.describe())
+        verdict = gate.before_run(policy, command, env=env_result.env, cwd=cwd, approver=approver,
+                                  escalate=escalate, events=events)
+        if verdict.rules is not policy.commands and policy.load_request is None:
+            self.policy = policy.replace(commands=verdict.rules)  # an "always" answer, for a kept policy
         if input is not None:
             stdin_mode = PIPE
         elif stdin is not None:
@@ -193,21 +200,37 @@ class Sandbox:
         output_mode = CAPTURE if capture_output else INHERIT
         io = IOSpec(stdin=stdin_mode, input=input, stdout=output_mode, stderr=output_mode, tty=tty,
                     pass_fds=tuple(pass_fds))
-        if not policy.sandboxed:
-            from .launcher.unsandboxed import run_unsandboxed
+        from .launcher.unsandboxed import run_unsandboxed
 
+        if not policy.sandboxed:
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
-        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
+        if verdict.action == "unsandboxed":
+            return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
+                                   events=events, why="approved escalation")
+        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         outcome = self.backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
                                    keep=keep_placeholders)
         from .launcher.created import report_new_protected
 
-        if report_new_protected(policy, _known_protected(policy), events):
-            outcome = outcome.replace(events=tuple(events.events))
-        return outcome
+        report_new_protected(policy, _known_protected(policy), events)
+        if gate.after_failure(policy, command, outcome, cwd=cwd, approver=approver, events=events):
+            return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
+                                   events=events, why="approved re-run after the sandbox denied it")
+        return outcome.replace(events=tuple(events.events))
+
+    async def run_async(self, command, *, approver=None, **options):
+        """`run` for callers inside an event loop: the run waits in a worker
+        thread, and an async `approver` is awaited on the caller's loop."""
+        import asyncio
+
+        from .approval.gate import ThreadedApprover
+
+        if approver is not None:
+            approver = ThreadedApprover(approver, asyncio.get_running_loop())
+        return await asyncio.to_thread(self.run, command, approver=approver, **options)
 
 
 def _known_protected(policy) -> set:

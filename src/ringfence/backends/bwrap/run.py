@@ -273,4 +273,4 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
     events.emit("run.end", exit_code=code, reason=result.reason, duration=round(duration, 4),
                 placeholders_removed=len(removed))
     return Outcome(exit_code=code, stdout=result.stdout, stderr=result.stderr, events=tuple(events.events),
-                   duration=duration, reason=result.reason, sandboxed=True)
+                   duration=duration, reason=result.reason, sandboxed=True, shown_tail=result.tail)
