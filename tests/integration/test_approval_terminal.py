@@ -321,3 +321,12 @@ def test_on_failure_offers_a_rerun_outside_after_a_denial(scene, options):
     # Control: an ordinary failure is not the sandbox's, and nothing is offered.
     status, screen = _run_on_terminal(scene, [*options, "--", "sh", "-c", "echo failing >&2; exit 3"], ["o"])
     assert status == 3 and "OUTSIDE" not in screen and "denied by the sandbox" not in screen
+
+
+def test_a_rules_file_that_tries_to_run_code_stops_run_before_anything_runs(scene):
+    marker = os.path.join(scene.base, "MARKER")
+    scene.write("home/.ringfence/rules/evil.rules",
+                f'prefix_rule(pattern=[__import__("os").system("touch {marker}")], decision="allow")\n')
+    result = scene.run(["touch", "ran"])
+    assert result.returncode == 125 and "evil.rules:1" in result.stderr, result.stderr
+    assert not os.path.exists(marker) and not scene.exists("ws/ran")
