@@ -239,11 +239,11 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
             os.close(fd)
         theirs.clear()
         streams.after_spawn()
-        if egress is not None:
-            egress.wait_ready()  # while bwrap waits for its limits: the command never runs without its proxy
         # Only now, with our copies of the child's ends closed, does a bwrap
         # that dies early show up as the end of its status pipe.
         initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
+        if egress is not None and applied is not None:
+            egress.release()  # the command never runs without its proxy
         result = supervise(spawned, streams, timeout=timeout, on_event=events.emit, forward_signals=forward_signals,
                            status_fd=status_read, initial_status=initial_status, status_parser=status_fields)
         finished = True
