@@ -16,7 +16,6 @@ from ..linux import seccomp
 from . import fds
 from ...policy.network import LIMITED
 from .argv import bwrap_argv
-from .egress import egress_plan, relay_command
 from .interpreter import inside_python
 from .locate import locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
@@ -91,6 +90,8 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     egress = None
     inner = list(command)
     if policy.network.mode == LIMITED:
+        from .egress import egress_plan, relay_command  # threading and json: only for a limited network
+
         egress = egress_plan(policy.network)
         inner = relay_command(inside_python(filesystem) or os.path.realpath(sys.executable), egress.services, inner)
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + inner) if tty_shim else inner
