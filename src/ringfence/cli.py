@@ -174,12 +174,12 @@ def cmd_run(options, positional) -> int:
                    + "): review them before you work in those folders, or delete them.")
         elif event["type"] == "network.summary":
             for refused in event["refused"]:
-                _error(f"network: refused {refused['target']}: {refused['reason']}")
+                _error(f"network: refused {printable(refused['target'])}: {printable(refused['reason'])}")
             if options.get("verbose"):
                 for target in event["reached"]:
-                    _error(f"network: reached {target}")
+                    _error(f"network: reached {printable(target)}")
         elif event["type"] == "protected.unchecked":
-            _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
+            _error("warning: " + event["warning"] + (": " + _names(event["paths"]) if event["paths"] else ""))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")

@@ -49,7 +49,11 @@ def test_the_warning_about_folders_the_sandbox_created_names_them_escaped(monkey
 
     made = f"/ws/x{CLIPBOARD}\ny/.claude"
     repository = f"/ws/{CLIPBOARD}/.git"
-    events = [{"type": "protected.created", "paths": [made]}, {"type": "git.created", "paths": [repository]}]
+    events = [{"type": "protected.created", "paths": [made]}, {"type": "git.created", "paths": [repository]},
+              {"type": "network.summary", "refused": [{"target": f"h{CLIPBOARD}.example:443", "reason": "\x1b[2J"}],
+               "reached": [f"r{CLIPBOARD}.example:443"]},
+              {"type": "protected.unchecked", "warning": "folders that could not be listed",
+               "paths": [f"/ws/u{CLIPBOARD}\nz"]}]
 
     class Sandbox:
         def __init__(self, policy):
@@ -60,11 +64,12 @@ def test_the_warning_about_folders_the_sandbox_created_names_them_escaped(monkey
 
     monkeypatch.setattr(cli, "_policy", lambda options: type("Policy", (), {"sandboxed": True})())
     monkeypatch.setattr(ringfence.sandbox, "Sandbox", Sandbox)
-    assert cli.cmd_run({}, ["true"]) == 0
+    assert cli.cmd_run({"verbose": True}, ["true"]) == 0
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err
     # One line per warning: a line break in a name cannot forge another.
-    assert len(err.splitlines()) == 2
+    assert len(err.splitlines()) == 5
+    assert "h\\x1b]52;c;" in err and "r\\x1b]52;c;" in err and "/ws/u\\x1b]52;c;" in err
     assert "/ws/x\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07\\x0ay/.claude" in err
     assert "/ws/\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07/.git" in err
 
