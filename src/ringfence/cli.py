@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .errors import SANDBOX_FAILED, RingfenceError
+from .printable import printable, printable_lines
 
 USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
@@ -139,7 +140,13 @@ def _policy(options):
 
 
 def _error(message: str):
-    sys.stderr.write(f"ringfence: {message}\n")
+    # Messages carry paths, configuration and git's words: none may act on the terminal.
+    sys.stderr.write(f"ringfence: {printable_lines(message)}\n")
+
+
+def _names(paths) -> str:
+    """Paths the sandbox named, for a sentence: every control character escaped, line breaks too."""
+    return ", ".join(printable(path) for path in paths)
 
 
 def cmd_run(options, positional) -> int:
@@ -155,24 +162,24 @@ def cmd_run(options, positional) -> int:
                                   tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False)
     for event in outcome.events:
         if event["type"] == "git.created":
-            _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
+            _error("warning: the sandbox created git repositories at " + _names(event["paths"])
                    + ". Their config and hooks run on your machine when you use git there: review "
                      ".git/config and .git/hooks first, or delete them.")
         elif event["type"] == "protected.created":
             loaded = [path for path in event["paths"] if os.path.basename(path) == ".ringfence"]
-            _error("warning: the sandbox created " + ", ".join(event["paths"])
+            _error("warning: the sandbox created " + _names(event["paths"])
                    + ". Programs on your machine act on these (editors and agents run their tasks, settings "
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
         elif event["type"] == "network.summary":
             for refused in event["refused"]:
-                _error(f"network: refused {refused['target']}: {refused['reason']}")
+                _error(f"network: refused {printable(refused['target'])}: {printable(refused['reason'])}")
             if options.get("verbose"):
                 for target in event["reached"]:
-                    _error(f"network: reached {target}")
+                    _error(f"network: reached {printable(target)}")
         elif event["type"] == "protected.unchecked":
-            _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
+            _error("warning: " + event["warning"] + (": " + _names(event["paths"]) if event["paths"] else ""))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")
@@ -229,7 +236,7 @@ def cmd_check(options, positional) -> int:
                 via = f"  (inside {', '.join(part.via)})" if part.via else ""
                 out.append(f"command   {part.decision:<9} {display_argv(part.argv)}{via}")
         out.append(f"approval  {policy.approval_policy}: {approval}")
-        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.write("\n".join(printable(line) for line in out) + "\n")
     return CHECK_STATUS[decision.decision]
 
 

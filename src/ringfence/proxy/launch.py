@@ -24,6 +24,7 @@ import time
 from .._record import Record
 from ..errors import PolicyError, RingfenceError
 from ..policy.network import LIMITED, NetworkPolicy, pattern_problems
+from ..printable import printable
 from .config import ProxyLimits, parse_upstream
 
 # PR_SET_PDEATHSIG is 1; the parent check closes the window in which the
@@ -45,8 +46,9 @@ class ProxySummary(Record):
     __slots__ = ("reached", "refused")
 
     def lines(self) -> list[str]:
-        lines = [f"network: reached {target}" for target in self.reached]
-        return lines + [f"network: refused {target}: {reason}" for target, reason in self.refused]
+        # The names are the sandbox's own: shown escaped.
+        lines = [f"network: reached {printable(target)}" for target in self.reached]
+        return lines + [f"network: refused {printable(target)}: {printable(reason)}" for target, reason in self.refused]
 
 
 class ProxyHandle:
