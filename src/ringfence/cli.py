@@ -11,6 +11,7 @@ import sys
 
 from . import __version__
 from .errors import SANDBOX_FAILED, RingfenceError
+from .printable import printable, printable_lines
 
 USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
@@ -32,6 +33,7 @@ run options:
   --events FILE          append the run's events to FILE as JSON lines
   --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
   --no-tty               do not give the command a terminal, even when ringfence has one
+  -v, --verbose          after the run, also list the hosts it reached
   --escalate REASON      ask (on the terminal) to run COMMAND outside the sandbox, saying REASON
 
 check options:
@@ -51,7 +53,7 @@ every command).
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
                  "--events": "events", "--timeout": "timeout", "--rules": "rules_files", "--escalate": "escalate"}
-FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty"}
+FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose"}
 REPEATED = {"overrides", "config_files", "rules_files"}
 # Sub-commands whose first positional word starts the command line.
 COMMAND_LINE = ("run", "check")
@@ -113,13 +115,12 @@ def parse(argv: list[str]):
         if options["sandbox"] not in SANDBOX_MODES:
             raise UsageError(f"--sandbox {options['sandbox']!r}: use " + ", ".join(SANDBOX_MODES))
     if "timeout" in options:
-        from .config.quantities import seconds_problem
+        from .config.quantities import parse_number, seconds_problem
 
         text = options["timeout"]
-        try:
-            options["timeout"] = float(text)
-        except ValueError:
-            raise UsageError(f"--timeout {text!r} is not a number of seconds") from None
+        options["timeout"] = parse_number(text)
+        if options["timeout"] is None:
+            raise UsageError(f"--timeout {text!r} is not a number of seconds")
         problem = seconds_problem(options["timeout"])
         if problem:
             raise UsageError(f"--timeout {text!r} {problem}: give a number of seconds such as 600")
@@ -143,12 +144,13 @@ def _policy(options):
 
 
 def _error(message: str):
-    # Messages quote commands, paths and output the command chose: nothing
-    # shown may move the cursor or rewrite what the user reads.
-    from .approval.terminal import printable
+    # Messages carry paths, configuration and git's words: none may act on the terminal.
+    sys.stderr.write(f"ringfence: {printable_lines(message)}\n")
 
-    shown = "\n".join(printable(line) for line in message.split("\n"))
-    sys.stderr.write(f"ringfence: {shown}\n")
+
+def _names(paths) -> str:
+    """Paths the sandbox named, for a sentence: every control character escaped, line breaks too."""
+    return ", ".join(printable(path) for path in paths)
 
 
 def cmd_run(options, positional) -> int:
@@ -165,20 +167,27 @@ def cmd_run(options, positional) -> int:
                                   escalate=options.get("escalate"))
     for event in outcome.events:
         if event["type"] == "git.created":
-            _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
+            _error("warning: the sandbox created git repositories at " + _names(event["paths"])
                    + ". Their config and hooks run on your machine when you use git there: review "
                      ".git/config and .git/hooks first, or delete them.")
         elif event["type"] == "protected.created":
             loaded = [path for path in event["paths"] if os.path.basename(path) == ".ringfence"]
-            _error("warning: the sandbox created " + ", ".join(event["paths"])
+            _error("warning: the sandbox created " + _names(event["paths"])
                    + ". Programs on your machine act on these (editors and agents run their tasks, settings "
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
+        elif event["type"] == "network.summary":
+            for refused in event["refused"]:
+                _error(f"network: refused {printable(refused['target'])}: {printable(refused['reason'])}")
+            if options.get("verbose"):
+                for target in event["reached"]:
+                    _error(f"network: reached {printable(target)}")
         elif event["type"] == "protected.unchecked":
-            _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
+            _error("warning: " + event["warning"] + (": " + _names(event["paths"]) if event["paths"] else ""))
         elif event["type"] == "sandbox.denial":
-            _error(event["message"] + (f"; to allow it, {event['fix']}" if event.get("fix") else ""))
+            # One line, whatever the path holds: a name with a line break would forge a second.
+            _error(printable(event["message"] + (f"; to allow it, {event['fix']}" if event.get("fix") else "")))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")
@@ -230,7 +239,7 @@ def cmd_check(options, positional) -> int:
                 via = f"  (inside {', '.join(part.via)})" if part.via else ""
                 out.append(f"command   {part.decision:<9} {display_argv(part.argv)}{via}")
         out.append(f"approval  {policy.approval_policy}: {approval}")
-        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.write("\n".join(printable(line) for line in out) + "\n")
     return CHECK_STATUS[decision.decision]
 
 

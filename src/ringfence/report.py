@@ -6,6 +6,7 @@ import os
 import sys
 
 from .policy.filesystem import NONE
+from .printable import printable
 
 
 def _decision_word(decision) -> str:
@@ -47,7 +48,10 @@ def status_data(policy, backend=None) -> dict:
         "backend": backend.describe(policy) if backend is not None else
         {"name": "none", "detail": "danger-full-access: no sandbox"},
         "network": {"mode": policy.network.mode, "rule": policy.network.origin,
-                    "domains": [list(d) for d in policy.network.domains]},
+                    "domains": [list(d) for d in policy.network.domains],
+                    "unix_sockets": [list(s) for s in policy.network.unix_sockets],
+                    "new_unix_sockets": "refused" if policy.network.unix_sockets_refused else "allowed",
+                    "socks5": policy.network.enable_socks5, "upstream_proxy": policy.network.allow_upstream_proxy},
         "filesystem": [
             {"path": rule.path, "access": "private" if rule.private else fs.decide_canonical(rule.path).access,
              "rule": rule.label, "origin": rule.origin, "kind": rule.kind}
@@ -107,8 +111,19 @@ def status(policy, *, as_json: bool, backend=None) -> int:
     add(f"config files   {', '.join(data['config_files']) or '(none)'}")
     network = data["network"]
     words = {"off": "off: own network namespace, loopback only", "full": "full: the host's network",
-             "limited": "limited to listed domains (needs the egress proxy; refused in this version)"}
+             "limited": "limited: own network namespace, out only through the egress proxy"}
     add(f"network        {words[network['mode']]}   [{network['rule']}]")
+    if network["mode"] == "limited":
+        for pattern, action, origin in network["domains"]:
+            add(f"  {action:<8} {pattern:<44} [{origin}]")
+        if not any(action == "allow" for _p, action, _o in network["domains"]):
+            add("  (no domain is allowed: every connection is refused)")
+        for path, action, origin in network["unix_sockets"]:
+            add(f"  {action:<8} unix socket {path}   [{origin}]")
+        add("  new unix sockets: " + ("refused (only the proxy leads out)" if network["new_unix_sockets"] ==
+                                      "refused" else "allowed: host sockets in visible folders stay reachable"))
+        if network["socks5"]:
+            add("  SOCKS5 offered beside HTTP (ALL_PROXY=socks5h://...)")
     add("")
     add("filesystem (the most specific rule decides; access shown after caps)")
     for row in data["filesystem"]:
@@ -158,8 +173,14 @@ def status(policy, *, as_json: bool, backend=None) -> int:
         add("")
         add("ignored keys (Codex settings with no meaning for the sandbox): "
             + ", ".join(data["ignored_keys"]))
-    sys.stdout.write("\n".join(out) + "\n")
+    _write_lines(out)
     return 0
+
+
+def _write_lines(lines):
+    # Paths come from the disk (a folder the sandbox named, a link's target),
+    # rules from a project's configuration: each line is shown escaped.
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
 
 
 def explain_data(policy, path: str) -> dict:
@@ -209,12 +230,13 @@ def explain(policy, paths, *, as_json: bool) -> int:
 
         sys.stdout.write(json.dumps(rows if len(rows) > 1 else rows[0], indent=2) + "\n")
         return 0
+    out = []
     for row in rows:
-        sys.stdout.write(f"{row['path']}: {row['access']}\n")
+        out.append(f"{row['path']}: {row['access']}")
         if row["rule"]:
-            sys.stdout.write(f"  rule:   {row['rule']}  [{row['origin']}]\n")
+            out.append(f"  rule:   {row['rule']}  [{row['origin']}]")
         elif row["note"]:
-            sys.stdout.write(f"  rule:   none ({row['note']})\n")
-        for note in row["notes"]:
-            sys.stdout.write(f"  note:   {note}\n")
+            out.append(f"  rule:   none ({row['note']})")
+        out += [f"  note:   {note}" for note in row["notes"]]
+    _write_lines(out)
     return 0

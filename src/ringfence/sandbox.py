@@ -15,7 +15,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
     `sandbox_mode` and `permissions` act like the `--sandbox` and `-P` flags;
     `overrides` like `-c key=value`; `config_files` like `--config FILE`.
     """
-    from .config import load_config
+    from .config import load_config, refuse_nul
     from .errors import ConfigError
     from .policy import build_policy
 
@@ -24,6 +24,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
             raise TypeError(f"{name} takes a list, not one string: {name}=[{value!r}]")
     source_env = os.environ if env is None else env
     cwd = os.path.abspath(cwd or os.getcwd())
+    refuse_nul(cwd, "the working directory", "give the directory without it")
     if not os.path.isdir(cwd):
         raise RingfenceError(f"{cwd} is not a directory", hint="give the project directory the policy is for")
     home = home or source_env.get("HOME") or os.path.expanduser("~")

@@ -79,3 +79,39 @@ def test_a_sandbox_masks_a_secret_that_appeared_since_its_last_run(scene):
     os.unlink(os.path.join(scene.ws, ".env"))
     result = scene.run([sys.executable, "-P", script, "reused"], sandbox=False)
     assert not _leaked(scene), result.stderr
+
+
+def test_secrets_in_connection_strings_webhooks_and_longer_values_stay_outside(scene):
+    scene.git("init", "-q")
+    token = "ghp_" + "aB3" * 12
+    scene.extra_env.update({
+        "DB_PASS": SECRET, "PGPASS": SECRET,
+        "SQL_CONNECTION": f"Server=db;Database=app;User Id=app;Password={SECRET};",
+        "STORAGE": f"DefaultEndpointsProtocol=https;AccountName=a;AccountKey={SECRET};EndpointSuffix=x",
+        "MYSQL_ADDRESS": f"app:{SECRET}@tcp(db:3306)/app",
+        "EXTRA_INDEX": f"https://pypi.org/simple https://u:{SECRET}@pkgs.example/simple",
+        "NOTIFY": f"https://hooks.slack.com/services/T0/B0/{SECRET}",
+        "CURL_HEADER": f"Authorization: Bearer {token}",
+        "TOKENIZERS_PARALLELISM": "false", "XDG_SESSION_TYPE": "wayland",
+    })
+    scene.sh("env > leak.txt", sandbox=False)
+    seen = scene.read("ws/leak.txt")
+    assert seen.count(SECRET) == 7 and token in seen, "control: every secret is in the environment"
+    scene.write("ws/leak.txt", "")
+    result = scene.sh("env > leak.txt")
+    inside = scene.read("ws/leak.txt") or ""
+    assert SECRET not in inside and token not in inside, result.stderr
+    assert "TOKENIZERS_PARALLELISM=false" in inside and "XDG_SESSION_TYPE=wayland" in inside, result.stderr
+
+
+@pytest.mark.parametrize("name", ["prod.ENV", ".netrc", ".pgpass", ".PyPIrc", "prod.tfvars", "id_ECDSA", "auth.json"])
+def test_more_workspace_secrets_are_unreadable_whatever_their_case(scene, name):
+    scene.git("init", "-q")
+    scene.write(f"ws/app/{name}", f'{{"http-basic": {{"repo": {{"password": "{SECRET}"}}}}}}\n')
+    scene.write("ws/app/example.env", "API_KEY=\n")
+    scene.sh(f"cat 'app/{name}' > leak.txt", sandbox=False)
+    assert _leaked(scene), "control: the user reads the file"
+    scene.write("ws/leak.txt", "")
+    result = scene.sh(f"cat 'app/{name}' > leak.txt; cat app/example.env")
+    assert not _leaked(scene), result.stderr
+    assert "API_KEY=" in result.stdout, "an example of the settings stays readable: " + result.stderr

@@ -23,7 +23,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from proxyworld import PUBLIC, PUBLIC_OTHER, PUBLIC_V6, ProxyUnderTest, Upstream, curl, exchange, have
+from proxyworld import PUBLIC, PUBLIC_OTHER, PUBLIC_V6, ProxyUnderTest, TlsGitServer, Upstream, curl, exchange, have
 from ringfence.proxy.config import ProxyLimits
 
 DOMAINS = (("allowed.test", "allow", "rule allowed"), ("*.denied.test", "deny", "rule denied"),
@@ -542,46 +542,11 @@ def test_chaining_connects_to_the_checked_address(upstream, victim):
 
 @pytest.fixture(scope="module")
 def tls_repo(tmp_path_factory):
-    """An https server for allowed.test on 127.0.0.4 serving a git repository
-    (dumb protocol), with its certificate."""
-    import http.server
-    import ssl
-
-    must = have("openssl") and have("git")
-    if not must:
+    if not (have("openssl") and have("git")):
         pytest.skip("openssl and git are needed")
-    root = tmp_path_factory.mktemp("tls")
-    cert, key = root / "cert.pem", root / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=allowed.test", "-addext",
-                    "subjectAltName=DNS:allowed.test"], check=True, capture_output=True)
-    work = root / "work"
-    env = {"PATH": os.environ["PATH"], "HOME": str(root), "GIT_CONFIG_NOSYSTEM": "1"}
-    subprocess.run(["git", "init", "-q", str(work)], check=True, env=env)
-    (work / "README").write_text("through the proxy\n")
-    subprocess.run(["git", "-C", str(work), "add", "README"], check=True, env=env)
-    subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"],
-                   check=True, env=env)
-    served = root / "served"
-    served.mkdir()
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "repo.git")], check=True, env=env)
-    subprocess.run(["git", "-C", str(served / "repo.git"), "update-server-info"], check=True, env=env)
-    log = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
-
-        def log_message(self, fmt, *args):
-            log.append(self.path)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.4", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"port": server.server_address[1], "cert": str(cert), "log": log, "root": root, "env": env}
-    server.shutdown()
+    server = TlsGitServer(tmp_path_factory.mktemp("tls"))
+    yield {"port": server.port, "cert": server.cert, "log": server.log, "root": server.root, "env": server.env}
+    server.close()
 
 
 def test_https_with_curl_and_git_through_connect(tls_repo):
@@ -796,7 +761,7 @@ def test_the_channel_carries_no_authority(upstream, tmp_path):
 
 
 def test_the_proxy_dies_with_a_sigkilled_launcher():
-    script = (f"import sys, time; sys.path.insert(0, {os.path.join(os.path.dirname(__file__))!r});"
+    script = (f"import sys, time; sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r});"
               "import proxyworld; p = proxyworld.ProxyUnderTest(relay=True); print(p.handle.pid, flush=True);"
               "time.sleep(60)")
     launcher = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

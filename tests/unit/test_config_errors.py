@@ -508,6 +508,26 @@ def test_memory_must_be_a_sane_amount(world, value):
     assert "limits.memory" in str(info.value)
 
 
+# str.isdigit and float() take superscripts and other scripts' digits: "²" made
+# int() raise past the config check, and Arabic-Indic "٥١٢M" read as 512M.
+NON_ASCII_NUMBERS = ["²", "٥١٢M", "１２M", "5²G", "۱G"]
+
+
+@pytest.mark.parametrize("text", NON_ASCII_NUMBERS)
+def test_memory_in_other_digits_is_refused_not_read_or_crashed_on(world, text):
+    with pytest.raises(ConfigError) as info:
+        world.load(overrides=[f'limits.memory="{text}"'])
+    assert "limits.memory" in str(info.value) and "amount of memory" in str(info.value)
+
+
+@pytest.mark.parametrize("text", NON_ASCII_NUMBERS)
+def test_parse_memory_takes_ascii_digits_only(text):
+    from ringfence.config.quantities import parse_memory
+
+    assert parse_memory(text) is None
+    assert parse_memory(" 512M ") == 512 << 20 and parse_memory("2GiB") == 2 << 30
+
+
 def test_a_project_timeout_of_nan_is_refused_not_taken_for_a_tightening(world):
     world.write(world.project_file, "[limits]\ntimeout = nan\n")
     with pytest.raises(ConfigError) as info:
@@ -515,7 +535,7 @@ def test_a_project_timeout_of_nan_is_refused_not_taken_for_a_tightening(world):
     assert world.project_file in str(info.value) and "finite" in str(info.value)
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9", "٦٠٠", "６００", "6²"])
 def test_the_timeout_flag_is_checked_before_anything_runs(value):
     from ringfence.cli import UsageError, parse
 
@@ -542,3 +562,20 @@ def test_a_nul_anywhere_is_refused(world, text):
     with pytest.raises(ConfigError) as info:
         world.load()
     assert "NUL" in str(info.value) and world.user_file in str(info.value)
+
+
+@pytest.mark.parametrize("where", ["config_files", "home", "cwd"])
+def test_a_path_with_a_nul_is_a_configuration_error(world, where):
+    nul = {"config_files": {"config_files": [world.ws + "/given\0.toml"]}, "home": {"home": world.home + "\0x"},
+           "cwd": {"cwd": world.ws + "\0x"}}[where]
+    with pytest.raises(ConfigError) as info:
+        world.build(**nul)
+    assert "NUL" in str(info.value) and "\\0" in str(info.value) and "\0" not in str(info.value)
+
+
+def test_load_policy_refuses_a_working_directory_with_a_nul(world):
+    from ringfence import load_policy
+
+    with pytest.raises(ConfigError) as info:
+        load_policy(world.ws + "\0x", home=world.home, env={"PATH": "/usr/bin"})
+    assert "NUL" in str(info.value) and "working directory" in str(info.value)

@@ -162,9 +162,19 @@ def test_config_round_trip_and_options():
         def __init__(self, value):
             self.value = value
 
-    options = network_options({"mode": Setting("full"), "enable_socks5": Setting(True)})
+    options = network_options({"mode": Setting("full"), "enable_socks5": Setting(True),
+                               "dangerously_allow_all_unix_sockets": Setting(True)})
     assert options == {"proxy_mode": "full", "enable_socks5": True, "enable_socks5_udp": False,
-                       "allow_upstream_proxy": False, "allow_local_binding": False}
+                       "allow_upstream_proxy": False, "allow_local_binding": False, "allow_all_unix_sockets": True}
+
+
+def test_new_unix_sockets_are_refused_only_where_nothing_needs_them():
+    limited = NetworkPolicy("limited", "o", (("pypi.org", "allow", "o"),))
+    assert limited.unix_sockets_refused
+    assert not limited.replace(unix_sockets=(("/run/a.sock", "allow", "o"),)).unix_sockets_refused
+    assert limited.replace(unix_sockets=(("/run/a.sock", "none", "o"),)).unix_sockets_refused
+    assert not limited.replace(allow_all_unix_sockets=True).unix_sockets_refused
+    assert not NetworkPolicy("off", "o").unix_sockets_refused
 
 
 def test_widenings_of_the_proxy_settings():

@@ -244,3 +244,90 @@ def test_ordinary_variables_are_kept():
 def test_shapes_are_not_scanned_when_the_default_excludes_are_off():
     result = EnvironmentPolicy(ignore_default_excludes=True).apply({"DATABASE_URL": SHAPES["DATABASE_URL"]})
     assert "DATABASE_URL" in result.env
+
+
+# -- more names, the names kept although the patterns catch them -----------------------------------
+
+@pytest.mark.parametrize("name", ["DB_PASS", "SMTP_PASS", "redis_pass", "PGPASS", "pgpass"])
+def test_pass_names_are_dropped(name):
+    result = EnvironmentPolicy().apply({name: "x1"})
+    assert name not in result.env and "default exclude" in dict(result.dropped)[name]
+
+
+HARMLESS = {
+    "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring", "TOKENIZERS_PARALLELISM": "false",
+    "DBUS_SESSION_BUS_ADDRESS": "unix:path=/run/user/1000/bus", "XDG_SESSION_TYPE": "wayland",
+    "XDG_SESSION_ID": "2", "XDG_SESSION_CLASS": "user", "XDG_SESSION_DESKTOP": "gnome", "DESKTOP_SESSION": "ubuntu",
+    "SESSION_MANAGER": "local/host:@/tmp/.ICE-unix/1234,unix/host:/tmp/.ICE-unix/1234",
+    "KDE_SESSION_VERSION": "5", "GIT_ASKPASS": "/usr/lib/git-core/git-gui--askpass",
+    "SSH_ASKPASS": "/usr/bin/ksshaskpass", "PGPASSFILE": "/home/u/.pgpass",
+}
+
+
+def test_harmless_names_the_patterns_catch_are_kept():
+    result = EnvironmentPolicy().apply(HARMLESS)
+    assert result.env == HARMLESS, dict(result.dropped)
+
+
+def test_harmless_names_are_spelled_exactly_and_their_values_still_judged():
+    result = EnvironmentPolicy().apply({"tokenizers_parallelism": "false", "XDG_SESSION_COOKIE": "c00k1e",
+                                        "DESKTOP_SESSION": "postgres://u:pw@db/x"})
+    dropped = dict(result.dropped)
+    assert dropped["tokenizers_parallelism"] == "default exclude *TOKEN*"
+    assert dropped["XDG_SESSION_COOKIE"] == "default exclude *COOKIE*"
+    assert "URL with a password" in dropped["DESKTOP_SESSION"]
+
+
+# -- more shapes: connection strings, DSNs, webhooks, tokens inside a longer value ----------------
+
+GITHUB = "ghp_" + "aB3" * 12
+MORE_SHAPES = {
+    "ADO": ("Server=db;Database=app;User Id=app;Password=hunter2;", "connection string"),
+    "ODBC": ("Driver={ODBC Driver 18};Server=db;UID=app; pwd = hunter2", "connection string"),
+    "AZURE_STORAGE": ("DefaultEndpointsProtocol=https;AccountName=acct;accountkey=abc123==;"
+                      "EndpointSuffix=core.windows.net", "connection string"),
+    "SERVICE_BUS": ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey=abc=",
+                    "connection string"),
+    "GO_DATABASE": ("root:hunter2@tcp(127.0.0.1:3306)/app?parseTime=true", "database address"),
+    "GO_SOCKET_DATABASE": ("app:hunter2@unix(/run/mysqld/mysqld.sock)/app", "database address"),
+    "PIP_EXTRA_INDEX_URL": ("https://pypi.org/simple https://u:tok@pkgs.example/simple", "URL with a password"),
+    "NOTIFY": ("https://hooks.slack.com/services/T0000/B0000/XXXXXXXXXXXX", "Slack webhook"),
+    "ALERTS": ("https://discord.com/api/webhooks/1234567/abcdefgh-ijkl", "Discord webhook"),
+    "HEADER": ("Authorization: Bearer " + GITHUB, "GitHub token"),
+    "CLONE_ARGS": ("--token=github_pat_" + "11AbC" * 10, "GitHub token"),
+    "GITLAB_ARGS": ("-H 'PRIVATE-TOKEN: glpat-" + "xY9" * 7 + "'", "GitLab token"),
+    "SLACK_ARGS": ("--auth xoxb-123456789012-1234567890123-AbCdEfGhIjKl", "Slack token"),
+    "ANTHROPIC": ("key=sk-ant-api03-" + "Ab9" * 30, "Anthropic API key"),
+    "OPENAI_ARGS": ("--key sk-proj-" + "Zq4" * 20, "sk-"),
+    "AWS_ARGS": ("--id AKIAIOSFODNN7EXAMPLE --region eu-west-1", "AWS access key id"),
+    "NPM_LINE": ("//registry.npmjs.org/:_authToken=npm_" + "aB1" * 12, "npm token"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_SHAPES))
+def test_secrets_inside_longer_values_are_dropped_by_their_shape(name):
+    value, what = MORE_SHAPES[name]
+    result = EnvironmentPolicy().apply({name: value})
+    assert name not in result.env
+    assert "looks like" in dict(result.dropped)[name] and what in dict(result.dropped)[name]
+
+
+LOOK_ALIKES = {
+    "LS_COLORS": "rs=0:di=01;34:ln=01;36:pi=40;33:so=01;35:*.tar=01;31:*.pwd=01;31:*.key=01;31",
+    "CONNECTION": "Server=db;Database=app;Trusted_Connection=True;SharedAccessKeyName=Root",
+    "CONNECTION_BLANK": "Server=db;Password=;",
+    "GO_DATABASE_USER_ONLY": "root@tcp(db:3306)/app",
+    "QUERY": "https://example.com/search?q=a:b@c",
+    "GOPROXY": "https://proxy.golang.org,direct",
+    "DOCS": "see https://hooks.slack.com/services/ for the format",
+    "PYTHONPATH": "/opt/sk-learn-contrib-extensions/src:/opt/npm_global_packages_directory/lib",
+    "TASK": "build task-abcdefghijklmnopqrstuvwxyz0123 done",
+    "GIT_SSH_COMMAND": "ssh -i /keys/deploy -o StrictHostKeyChecking=no",
+    "JAVA_OPTS": "-Xmx2g -Dfile.encoding=UTF-8 -Djava.awt.headless=true",
+    "CI_HOST": "build sk-runner-eu-west.internal.example.com",
+}
+
+
+def test_values_that_only_look_alike_are_kept():
+    result = EnvironmentPolicy().apply(LOOK_ALIKES)
+    assert result.env == LOOK_ALIKES, dict(result.dropped)

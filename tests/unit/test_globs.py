@@ -337,6 +337,38 @@ def test_credential_layer_honours_its_except_list(project):
     assert "built-in :credentials" in rule.label
 
 
+WORKSPACE_SECRETS = ("prod.env", "deploy/Staging.ENV", ".netrc", "db/.pgpass", ".PyPIrc", "infra/prod.tfvars",
+                     "infra/secrets.auto.tfvars", "infra/vars.tfvars.json", "keys/id_ecdsa", "keys/ID_ED25519",
+                     "keys/id_dsa", "keys/id_ed25519_sk")
+WORKSPACE_LOOK_ALIKES = ("example.env", "svc/sample.env", "prod.example.env", "svc/dev.template.env",
+                         "keys/id_ecdsa.pub", "keys/id_ed25519.pub", "infra/prod.tfvars.example", "env.py",
+                         "public/locales/en/auth.json")
+
+
+def test_credential_layer_denies_the_other_workspace_secrets_whatever_their_case(project):
+    make(project.ws, *WORKSPACE_SECRETS, *WORKSPACE_LOOK_ALIKES)
+    policy = project.build()
+    for denied in WORKSPACE_SECRETS:
+        assert project.access(policy, denied) == NONE, denied
+        assert policy.filesystem.access(str(project.ws / denied)).rule.kind == "credentials", denied
+    for kept in WORKSPACE_LOOK_ALIKES:
+        assert project.access(policy, kept) == WRITE, kept
+    make(project.ws, ".envrc")
+    assert project.access(project.build(), ".envrc") == READ  # direnv's code: protected, not a secret
+
+
+def test_an_auth_json_is_denied_only_when_it_holds_composer_credentials(project):
+    (project.ws / "auth.json").write_text('{"http-basic": {"repo.example": {"username": "u", "password": "p"}}}')
+    (project.ws / "api").mkdir()
+    (project.ws / "api" / "auth.json").write_text('{"GitLab-Token": {"gitlab.example": "t"}}')
+    (project.ws / "locales").mkdir()
+    (project.ws / "locales" / "auth.json").write_text('{"signIn": "Sign in", "password": "Password"}')
+    policy = project.build()
+    assert project.access(policy, "auth.json") == NONE
+    assert project.access(policy, "api/auth.json") == NONE
+    assert project.access(policy, "locales/auth.json") == WRITE
+
+
 def test_credential_layer_can_be_turned_off(project):
     make(project.ws, ".env")
     policy = project.build("[protection]\ncredentials = false\n")

@@ -128,10 +128,16 @@ def test_unix_sockets_depend_on_the_variant():
     base, nounix = seccomp.rules(False), seccomp.rules(True)
     assert verdict(base, "socket", AF_UNIX, SOCK_STREAM, 0) is None
     assert verdict(nounix, "socket", AF_UNIX, SOCK_STREAM, 0) is not None
-    # socketpair stays: it cannot reach anything outside the sandbox.
+    # A stream pair stays: connected, it cannot reach anything outside the sandbox.
     for rules in (base, nounix):
         assert verdict(rules, "socketpair", AF_UNIX, SOCK_STREAM, 0) is None
+        assert verdict(rules, "socketpair", AF_UNIX, SOCK_STREAM | 0o2000000, 0) is None  # SOCK_CLOEXEC
         assert verdict(rules, "socketpair", AF_INET, SOCK_STREAM, 0) is not None
+    # A datagram pair's ends can connect(2) to any pathname socket later.
+    SOCK_DGRAM, SOCK_SEQPACKET = 2, 5
+    assert verdict(base, "socketpair", AF_UNIX, SOCK_DGRAM, 0) is None
+    for sock_type in (SOCK_DGRAM, SOCK_SEQPACKET, SOCK_DGRAM | 0o4000):
+        assert verdict(nounix, "socketpair", AF_UNIX, sock_type, 0) is not None
     assert set(map(repr, base)) < set(map(repr, nounix))
 
 

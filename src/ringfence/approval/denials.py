@@ -26,6 +26,7 @@ import re
 from typing import Literal
 
 from .._record import Record
+from ..printable import printable
 
 DenialKind = Literal["write", "read", "private", "network", "syscall"]
 
@@ -66,7 +67,8 @@ class DenialReport(Record):
         return bool(self.denials)
 
     def lines(self) -> list[str]:
-        return [denial.message for denial in self.denials]
+        # Targets come from the command's stderr and the proxy's events.
+        return [printable(denial.message) for denial in self.denials]
 
 
 def denial_report(policy, argv, stderr: str, events=(), *, cwd: str | None = None) -> DenialReport:

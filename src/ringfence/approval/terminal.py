@@ -12,21 +12,11 @@ from __future__ import annotations
 
 import os
 
+from ..printable import printable
+
 NOBODY = "nobody (no terminal to ask on)"
 _ANSWERS = {"o": "once", "once": "once", "y": "once", "yes": "once", "a": "always", "always": "always",
             "n": "no", "no": "no", "": "no"}
-
-
-def printable(text: str) -> str:
-    """`text` with control characters (and the C1 set, and DEL) escaped."""
-    out = []
-    for char in text:
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code < 0xA0 or char in "\u2028\u2029\u202e\u202d\u2066\u2067\u2068\u2069":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def question(request) -> str:

@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..paths import expand_home, read_regular_file
 from .schema import Setting, validate_layer
 
-__all__ = ["Config", "Layer", "Setting", "load_config", "find_project_root", "user_config_dir"]
+__all__ = ["Config", "Layer", "Setting", "load_config", "find_project_root", "refuse_nul", "user_config_dir"]
 
 DEFAULT_MARKERS = (".git",)
 
@@ -221,6 +221,8 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
                 read_user_config: bool = True) -> Config:
     from ..state import state_dir
 
+    refuse_nul(cwd, "the working directory", "give the directory without it")
+    refuse_nul(home, "the home directory", "give the directory without it")
     layers: list[Layer] = []
     cache_dir = os.path.join(state_dir(home), "cache")
 
@@ -234,6 +236,7 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
             add("user", user_file, _read_toml(user_file, cache_dir), True)
     late: list[tuple] = []
     for path in config_files:
+        refuse_nul(path, "--config", "check the path given to --config")
         path = os.path.abspath(expand_home(path, home))
         if not os.path.isfile(path):
             raise ConfigError(path, "", "no such file", hint="check the path given to --config")
@@ -264,6 +267,14 @@ def load_config(*, cwd: str, home: str, config_files=(), overrides=(), flags: di
     for name, source, raw, allow_trust in late:
         add(name, source, raw, allow_trust)
     return Config(layers, project_root, trusted, cwd, home)
+
+
+def refuse_nul(path: str, what: str, hint: str):
+    """No file name holds a NUL: such a path would read as "no such file" here
+    and raise ValueError from the first os call that takes it later."""
+    if "\0" in path:
+        shown = path.replace("\0", "\\0")
+        raise ConfigError(f"{what} {shown}", "", "holds a NUL character, which no path can", hint=hint)
 
 
 def _same_file(a: str, b: str) -> bool:

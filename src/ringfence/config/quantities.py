@@ -26,7 +26,9 @@ def parse_memory(value) -> int | None:
     amount = None
     if isinstance(value, int):
         amount = value
-    elif isinstance(value, str):
+    elif isinstance(value, str) and value.isascii():
+        # str.isdigit takes superscripts and other scripts' digits ("²" then
+        # makes int() raise, "٥١٢M" reads as 512M): a number is ASCII or wrong.
         text = value.strip().upper().removesuffix("B").removesuffix("I")
         unit = _UNITS.get(text[-1:], 1)
         number = text[:-1] if text[-1:] in _UNITS else text
@@ -35,6 +37,17 @@ def parse_memory(value) -> int | None:
     if amount is None or not MIN_MEMORY <= amount <= MAX_MEMORY:
         return None
     return amount
+
+
+def parse_number(text: str) -> float | None:
+    """The number `text` spells in ASCII, or None: float() also reads other
+    scripts' digits, so "٦٠٠" would pass for 600."""
+    if not text.isascii():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def seconds_problem(value) -> str | None:

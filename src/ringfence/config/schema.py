@@ -333,6 +333,7 @@ NETWORK = Table({
     "enable_socks5_udp": Bool(),
     "allow_upstream_proxy": Bool(),
     "allow_local_binding": Bool(),
+    "dangerously_allow_all_unix_sockets": Bool(),
     "domains": Map(Enum("allow", "deny")),
     "unix_sockets": Map(Enum("allow", "none", "deny")),
 })

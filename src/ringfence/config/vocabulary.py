@@ -12,6 +12,8 @@ Access = Literal["none", "read", "write"]
 SANDBOX_MODES: tuple[str, ...] = ("read-only", "workspace-write", "danger-full-access")
 APPROVAL_POLICIES: tuple[str, ...] = ("untrusted", "on-request", "on-failure", "never", "on-request-rule")
 ACCESS_WORDS = {"read": "read", "write": "write", "none": "none", "deny": "none"}
+# A unix socket is reached by connect(2), which a read-only mount allows.
+SOCKET_ACCESS = {"allow": "read", "none": "none", "deny": "none"}
 
 # Special path tokens and what each names (paths are filled in by the policy).
 ROOT, MINIMAL, PROJECT_ROOTS, WORKSPACE_ROOTS, TMPDIR, SLASH_TMP = (

@@ -17,7 +17,7 @@ import time
 
 from . import signals
 
-from .terminal import TerminalFilter, copy_window_size, foreground_group
+from .terminal import TerminalFilter, copy_window_size, filter_for, foreground_group
 
 TAIL_BYTES = 64 * 1024  # of what the user's terminal was shown, for the denial report
 GRACE_SECONDS = 3.0
@@ -67,9 +67,9 @@ class Supervisor:
         self.kill_at = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        self.pty_filter = TerminalFilter()
+        self.pty_filter = filter_for(pty_output) if pty_output is not None else TerminalFilter()
         self.relays = dict(relays or {})
-        self.relay_filters = {fd: TerminalFilter() for fd in self.relays}
+        self.relay_filters = {fd: filter_for(terminal) for fd, terminal in self.relays.items()}
         self.input_relay = input_relay
         self.to_input = bytearray()
         self._status = initial_status

@@ -11,7 +11,7 @@ import os
 from ..errors import PolicyError
 from ..paths import canonical
 from ..state import state_dir
-from ..config.vocabulary import FULL_ACCESS_PROFILE
+from ..config.vocabulary import FULL_ACCESS_PROFILE, MINIMAL, ROOT
 from .builtin_data import BUILTIN, PRIVATE_PATHS, RESOLVER_PATHS
 from .commands import CommandRules
 from .credentials import credential_rules
@@ -19,7 +19,7 @@ from .environment import EnvironmentPolicy
 from .expand import Expander
 from .filesystem import READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap, FilesystemPolicy, PathRule
 from .limits import Limits
-from .network import FULL, LIMITED, OFF, NetworkPolicy
+from .network import FULL, LIMITED, OFF, NetworkPolicy, network_options
 from .profiles import Selection, resolve_profile, select_profile
 from .protection import nested_protection_specs, outermost, own_files, protected_entries, writable_before_scan
 from .record import Policy
@@ -62,8 +62,28 @@ def _network_policy(table: dict, selection: Selection) -> NetworkPolicy:
     if (mode is not None and mode.value == "limited") or domains or sockets:
         return NetworkPolicy(LIMITED, origin,
                              tuple((k, v.value, f"{v.key} ({v.source})") for k, v in domains.items()),
-                             tuple((k, v.value, f"{v.key} ({v.source})") for k, v in sockets.items()))
+                             tuple((k, v.value, f"{v.key} ({v.source})") for k, v in sockets.items()),
+                             **network_options(table))
     return NetworkPolicy(FULL, origin)
+
+
+def _unix_socket_rules(network: NetworkPolicy, home: str) -> list[PathRule]:
+    """`unix_sockets` entries as path rules: an allowed socket is mounted where
+    the sandbox can reach it (inside the private /run too), a denied one
+    masked. connect(2) needs no write access to the mount, so read will do."""
+    from ..config.vocabulary import SOCKET_ACCESS
+    from ..paths import expand_home
+
+    rules = []
+    for spelled, access, origin in network.unix_sockets:
+        path = expand_home(spelled, home)
+        if not os.path.isabs(path):
+            raise PolicyError(f"{origin}: the unix socket {spelled!r} is not an absolute path",
+                              hint='name the socket by its full path, e.g. "/run/user/1000/ssh-agent.sock"')
+        rules.append(PathRule(canonical(path), SOCKET_ACCESS[access], origin,
+                              f'unix_sockets."{spelled}" = "{access}"', kind="path", tier=TIER_PROFILE,
+                              spelled=path))
+    return rules
 
 
 def _limits(config, profile_limits: dict) -> Limits:
@@ -118,9 +138,16 @@ def build(config, *, env=None) -> Policy:
                       environment=_environment_policy(config, ()), builtins=(), **common)
 
     profile_rules, glob_specs = expander.expand(fs_table, TIER_PROFILE)
+    if not ({ROOT, MINIMAL} & set(fs_table)) and not any(rule.path == "/" for rule in profile_rules):
+        # As Codex's platform defaults: a profile that names neither :root
+        # nor :minimal still runs programs (its own rules win at their paths).
+        profile_rules += [PathRule(path, READ, BUILTIN, f'{path}: system directories ({MINIMAL} = "read", '
+                                   'built-in where a profile names neither :root nor :minimal)', kind="path",
+                                   tier=TIER_BUILTIN, spelled=path) for path in expander.bases(MINIMAL)]
     builtin_rules = [PathRule(p, WRITE, BUILTIN, f'{p}: private to the run (built-in)', kind="private",
                               tier=TIER_BUILTIN, spelled=p) for p in PRIVATE_PATHS]
     network = _network_policy(net_table, selection)
+    profile_rules += _unix_socket_rules(network, home)
     if network.mode == FULL:
         builtin_rules += [PathRule(p, READ, BUILTIN, f"{p}: name resolution with the host's network (built-in)",
                                    kind="path", tier=TIER_BUILTIN, spelled=p) for p in RESOLVER_PATHS]

@@ -58,9 +58,20 @@ class NetworkDecision(Record):
 
 class NetworkPolicy(Record):
     __slots__ = ("mode", "origin", "domains", "unix_sockets", "proxy_mode", "enable_socks5", "enable_socks5_udp",
-                 "allow_upstream_proxy", "allow_local_binding")
+                 "allow_upstream_proxy", "allow_local_binding", "allow_all_unix_sockets")
     _defaults = {"domains": (), "unix_sockets": (), "proxy_mode": LIMITED, "enable_socks5": False,
-                 "enable_socks5_udp": False, "allow_upstream_proxy": False, "allow_local_binding": False}
+                 "enable_socks5_udp": False, "allow_upstream_proxy": False, "allow_local_binding": False,
+                 "allow_all_unix_sockets": False}
+
+    @property
+    def unix_sockets_refused(self) -> bool:
+        """A limited network leads out only through the proxy: new unix
+        sockets are refused, since a host socket in a visible folder could
+        lead anywhere. Allowed sockets (which need socket(2) to be reached)
+        and the explicit opt-out lift it."""
+        if self.mode != LIMITED or self.allow_all_unix_sockets:
+            return False
+        return not any(access == "allow" for _path, access, _origin in self.unix_sockets)
 
     @property
     def isolated(self) -> bool:
@@ -143,7 +154,8 @@ def network_options(table: dict) -> dict:
     mode = table.get("mode")
     return {"proxy_mode": FULL if mode is not None and mode.value == FULL else LIMITED,
             "enable_socks5": flag("enable_socks5"), "enable_socks5_udp": flag("enable_socks5_udp"),
-            "allow_upstream_proxy": flag("allow_upstream_proxy"), "allow_local_binding": flag("allow_local_binding")}
+            "allow_upstream_proxy": flag("allow_upstream_proxy"), "allow_local_binding": flag("allow_local_binding"),
+            "allow_all_unix_sockets": flag("dangerously_allow_all_unix_sockets")}
 
 
 def pattern_problems(domains) -> list[str]:
@@ -158,7 +170,8 @@ def pattern_problems(domains) -> list[str]:
 
 
 _RANK = {OFF: 0, LIMITED: 1, FULL: 2}
-_FLAGS = ("enable_socks5", "enable_socks5_udp", "allow_upstream_proxy", "allow_local_binding")
+_FLAGS = ("enable_socks5", "enable_socks5_udp", "allow_upstream_proxy", "allow_local_binding",
+          "allow_all_unix_sockets")
 
 
 def network_widenings(base: NetworkPolicy, candidate: NetworkPolicy) -> list[str]:

@@ -24,6 +24,7 @@ import time
 from .._record import Record
 from ..errors import PolicyError, RingfenceError
 from ..policy.network import LIMITED, NetworkPolicy, pattern_problems
+from ..printable import printable
 from .config import ProxyLimits, parse_upstream
 
 # PR_SET_PDEATHSIG is 1; the parent check closes the window in which the
@@ -45,8 +46,9 @@ class ProxySummary(Record):
     __slots__ = ("reached", "refused")
 
     def lines(self) -> list[str]:
-        lines = [f"network: reached {target}" for target in self.reached]
-        return lines + [f"network: refused {target}: {reason}" for target, reason in self.refused]
+        # The names are the sandbox's own: shown escaped.
+        lines = [f"network: reached {printable(target)}" for target in self.reached]
+        return lines + [f"network: refused {printable(target)}: {printable(reason)}" for target, reason in self.refused]
 
 
 class ProxyHandle:
@@ -81,6 +83,18 @@ class ProxyHandle:
             (text.splitlines()[-1] if text else "no reply in time")
         raise RingfenceError(f"the egress proxy did not start: {why}",
                              hint="run `python3 -c 'import h11'` to check the installation, then retry")
+
+    @property
+    def ended(self) -> bool:
+        """Whether the proxy has closed its events pipe (it has stopped)."""
+        return self._eof
+
+    def ask_to_stop(self) -> None:
+        """Tell the proxy to end (it closes its connections, logs them, and
+        closes its events pipe), without waiting: `stop` then reaps it."""
+        if self._lifeline >= 0:
+            os.close(self._lifeline)
+            self._lifeline = -1
 
     def close_sandbox_end(self) -> None:
         if self.sandbox_end is not None:
@@ -127,9 +141,7 @@ class ProxyHandle:
         if self._error_fd >= 0:
             os.close(self._error_fd)
             self._error_fd = -1
-        if self._lifeline >= 0:
-            os.close(self._lifeline)
-            self._lifeline = -1
+        self.ask_to_stop()
         events = []
         deadline = time.monotonic() + timeout
         while not self._eof and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ own, puts the limits on at a pause, and is supervised by the launcher.
 from __future__ import annotations
 
 import os
+import sys
 
 from ...config import user_config_dir
 from ...errors import PolicyError, RingfenceError
@@ -48,6 +49,25 @@ def _ensure_own_directories(policy, state: str):
     os.chmod(state, 0o700)  # it names the secrets it masks
 
 
+def _egress_problems(policy) -> list[Unenforceable]:
+    import importlib.util
+
+    from ...policy.network import pattern_problems
+    from .interpreter import inside_python
+
+    found = [Unenforceable("network domains", problem, "fix or remove the pattern")
+             for problem in pattern_problems(policy.network.domains)]
+    if importlib.util.find_spec("h11") is None:
+        found.append(Unenforceable("network limited to listed domains", "the egress proxy needs the h11 package",
+                                   "pip install 'h11>=0.16' (a dependency of ringfence)"))
+    if inside_python(policy.filesystem) is None:
+        found.append(Unenforceable("network limited to listed domains",
+                                   f"the egress relay runs on Python inside the sandbox, and the policy shows "
+                                   f"neither {os.path.realpath(sys.executable)} nor a system python3",
+                                   'allow reading one, e.g. ":minimal" = "read"'))
+    return found
+
+
 class BwrapBackend:
     name = "bwrap"
 
@@ -62,11 +82,7 @@ class BwrapBackend:
         if not policy.sandboxed:
             return ()
         if policy.network.mode == "limited":
-            found.append(Unenforceable(
-                "network limited to listed domains",
-                "needs the egress proxy, which this version does not wire into a run; ringfence will not run "
-                "with a weaker boundary",
-                "use network enabled = true without domains (full network), or leave it off"))
+            found += _egress_problems(policy)
         for what, why, fix in limit_tools.unenforceable(policy.limits, limit_tools.choose(policy.limits)):
             found.append(Unenforceable(what, why, fix))
         try:

@@ -14,7 +14,9 @@ from ...state import state_dir
 from ..linux import limits as limit_tools
 from ..linux import seccomp
 from . import fds
+from ...policy.network import LIMITED
 from .argv import bwrap_argv
+from .interpreter import inside_python
 from .locate import locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
 
@@ -38,12 +40,13 @@ class BwrapPlan(Record):
     `seccomp_program` BPF bytes; `mask_file` the empty file masks bind;
     `placeholders` the protected paths to create before start; `limits` and
     `limits_mechanism` what is put on the sandbox at the pause, with
-    `counter_shares` the per-user counters' ceilings."""
+    `counter_shares` the per-user counters' ceilings; `egress` the proxy and
+    relay of a limited network (an EgressPlan), else None."""
 
     __slots__ = ("argv", "env", "mounts", "seccomp_program", "network_isolated", "bwrap", "command",
                  "full_command", "mask_file", "placeholders", "state", "dropped_env", "limits",
-                 "limits_mechanism", "counter_shares", "helper")
-    _defaults = {"counter_shares": (), "helper": None}
+                 "limits_mechanism", "counter_shares", "helper", "egress")
+    _defaults = {"counter_shares": (), "helper": None, "egress": None}
 
 
 class PlanCache:
@@ -54,7 +57,8 @@ class PlanCache:
     __slots__ = ("bwrap", "seccomp", "counter_shares", "overlay_sources", "empty_folders")
 
     def __init__(self):
-        self.bwrap = self.seccomp = self.counter_shares = self.overlay_sources = self.empty_folders = None
+        self.bwrap = self.counter_shares = self.overlay_sources = self.empty_folders = None
+        self.seccomp: dict[bool, bytes] = {}  # by whether new unix sockets are refused
 
 
 def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
@@ -73,15 +77,24 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     cache = cache or PlanCache()
     if cache.bwrap is None:
         cache.bwrap = locate_bwrap(untrusted_roots=filesystem.writable_roots(), cache_dir=cache_dir)
-        cache.seccomp = seccomp.program(cache_dir)
         cache.counter_shares = limit_tools.counter_shares()
         cache.empty_folders = ensure_empty_folders(os.path.join(state, "mask"))
         cache.overlay_sources = cache.empty_folders if read_only_overlays_work(
             cache.bwrap, cache.empty_folders, cache_dir) else None
+    refuse_unix = policy.network.unix_sockets_refused
+    if refuse_unix not in cache.seccomp:
+        cache.seccomp[refuse_unix] = seccomp.program(cache_dir, deny_unix_sockets=refuse_unix)
     mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
     mechanism = limit_tools.choose(policy.limits)
     mask_file = os.path.join(state, "mask", "empty")
-    full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
+    egress = None
+    inner = list(command)
+    if policy.network.mode == LIMITED:
+        from .egress import egress_plan, relay_command  # threading and json: only for a limited network
+
+        egress = egress_plan(policy.network)
+        inner = relay_command(inside_python(filesystem) or os.path.realpath(sys.executable), egress.services, inner)
+    full_command = ([tty_shim, "--ctty", "--wait", "--"] + inner) if tty_shim else inner
     masks = tuple(step.dest for step in mounts.steps if step.kind == MASK_FILE)
     placeholders = tuple(step.dest for step in mounts.steps if step.kind == PLACEHOLDER)
     helper = None
@@ -92,11 +105,12 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     argv = bwrap_argv(cache.bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper=helper, env=env_result.env,
                       overlay_sources=cache.overlay_sources if placeholders else None)
-    return BwrapPlan(argv=argv, env=env_result.env, mounts=mounts, seccomp_program=cache.seccomp,
+    return BwrapPlan(argv=argv, env=env_result.env, mounts=mounts, seccomp_program=cache.seccomp[refuse_unix],
                      network_isolated=policy.network.isolated, bwrap=cache.bwrap, command=list(command),
                      full_command=full_command, mask_file=mask_file, placeholders=mounts.placeholders,
                      state=state, dropped_env=env_result.dropped, limits=policy.limits,
-                     limits_mechanism=mechanism, counter_shares=cache.counter_shares, helper=helper)
+                     limits_mechanism=mechanism, counter_shares=cache.counter_shares, helper=helper,
+                     egress=egress)
 
 
 def ensure_empty_folders(directory: str) -> tuple[str, str]:
@@ -112,19 +126,16 @@ def ensure_empty_folders(directory: str) -> tuple[str, str]:
 
 
 def helper_command(filesystem, count: int) -> list[str]:
-    """The mask helper runs on this Python inside the sandbox, so the policy must
-    let the interpreter be read. The script itself comes in as a descriptor, so
-    it need not be visible wherever ringfence happens to be installed; its
+    """The mask helper runs on a Python inside the sandbox, so the policy must
+    let one be read. The script itself comes in as a descriptor, so it need
+    not be visible wherever ringfence happens to be installed; its
     descriptors' numbers come on its command line."""
-    interpreter = os.path.realpath(sys.executable)
-    for path in (interpreter, os.path.realpath(os.path.dirname(os.__file__))):
-        decision = filesystem.access(path)
-        if decision.access == NONE or decision.private:
-            rule = decision.rule.describe() if decision.rule else decision.note
-            raise PolicyError(
-                f"{count} masks and placeholders need the mask helper, but {path} is not "
-                f"visible in this sandbox ({rule})",
-                hint=f"allow reading {os.path.dirname(path)}, or deny the directories holding the files "
-                     "instead of each file")
+    interpreter = inside_python(filesystem)
+    if interpreter is None:
+        own = os.path.realpath(sys.executable)
+        raise PolicyError(f"{count} masks and placeholders need the mask helper, which runs on Python inside the "
+                          f"sandbox, and the policy shows neither {own} nor a system python3",
+                          hint=f"allow reading {os.path.dirname(own)} (or :minimal), or deny the directories "
+                               "holding the files instead of each file")
     return [interpreter, "-I", "-S", f"/dev/fd/{fds.HELPER_SCRIPT}", str(fds.HELPER_LIST), str(fds.HELPER_REPORT),
             str(fds.SECCOMP)]

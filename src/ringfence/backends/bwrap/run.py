@@ -186,9 +186,14 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
     streams = Streams(io)
     ours: list[int] = []      # closed when the run ends
     theirs: list[int] = []    # the child's ends, closed once it has them
-    applied = spawned = None
+    applied = spawned = egress = None
     finished = False
     try:
+        if plan.egress is not None:
+            from .egress import RunningEgress
+
+            # Started before bwrap, so that the two start side by side.
+            egress = RunningEgress(plan.egress, events)
         placeholders.acquire([path for path, _kind in plan.placeholders], hold=plan.mounts.shared)
         _pass_through(io, {})
         streams.open()
@@ -215,6 +220,9 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
             hand(fds.HELPER_SCRIPT, os.open(MASK_HELPER, os.O_RDONLY | os.O_CLOEXEC))
         block_read, block_write = os.pipe()
         hand(fds.BLOCK, block_read)
+        if egress is not None:
+            for number, fd in egress.sandbox_fds().items():
+                hand(number, fd)
         # bwrap takes the command itself only from its real command line; the
         # command's argv is on view there anyway, as the sandboxed process's own.
         separator = plan.argv.index("--")
@@ -234,6 +242,8 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
         # Only now, with our copies of the child's ends closed, does a bwrap
         # that dies early show up as the end of its status pipe.
         initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
+        if egress is not None and applied is not None:
+            egress.release()  # the command never runs without its proxy
         result = supervise(spawned, streams, timeout=timeout, on_event=events.emit, forward_signals=forward_signals,
                            status_fd=status_read, initial_status=initial_status, status_parser=status_fields)
         finished = True
@@ -262,6 +272,8 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
         streams.close()
         for fd in ours + theirs:
             os.close(fd)
+        if egress is not None:
+            egress.stop()
         removed = [] if keep_placeholders else placeholders.release()
 
     duration = time.monotonic() - started

@@ -16,14 +16,14 @@ import os
 
 from ...errors import BackendUnavailable
 
-FILTER_VERSION = 3  # bump when the rules below change: it invalidates cached programs
+FILTER_VERSION = 4  # bump when the rules below change: it invalidates cached programs
 
 # Families a network namespace confines, or that never leave the machine.
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 ALLOWED_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
 AF_MAX = 46
 SOCK_TYPE_MASK = 0xF
-SOCK_RAW, SOCK_PACKET = 3, 10
+SOCK_STREAM, SOCK_RAW, SOCK_PACKET = 1, 3, 10
 CLONE_NEWUSER = 0x10000000
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
 
@@ -76,6 +76,14 @@ def rules(deny_unix_sockets: bool = False):
             out.append(("socket", _errno(errno.EAFNOSUPPORT), ((0, CMP_EQ, family, 0),)))
     out.append(("socket", _errno(errno.EAFNOSUPPORT), ((0, CMP_GE, AF_MAX, 0),)))
     out.append(("socketpair", _errno(errno.EAFNOSUPPORT), ((0, CMP_NE, AF_UNIX, 0),)))
+    if deny_unix_sockets:
+        # A datagram pair's ends can still connect(2) to any pathname socket;
+        # a connected stream pair cannot, so it alone stays (pipes to
+        # children, multiprocessing).
+        for sock_type in range(SOCK_TYPE_MASK + 1):
+            if sock_type != SOCK_STREAM:
+                out.append(("socketpair", _errno(errno.EAFNOSUPPORT),
+                            ((1, CMP_MASKED_EQ, SOCK_TYPE_MASK, sock_type),)))
     for family in (AF_INET, AF_INET6):
         for sock_type in (SOCK_RAW, SOCK_PACKET):
             out.append(("socket", _errno(errno.EPERM),

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 
-SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "src")
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
@@ -189,3 +189,53 @@ def exchange(port: int, data: bytes, *, timeout: float = 5.0, read_until_close: 
 
 def have(program: str) -> bool:
     return shutil.which(program) is not None
+
+
+class TlsGitServer:
+    """An https server for `name` on 127.0.0.4 serving a git repository
+    (dumb protocol) from `root`, with its self-signed certificate; `log`
+    holds every path requested."""
+
+    def __init__(self, root, host: str = "127.0.0.4", name: str = "allowed.test"):
+        import pathlib
+        import ssl
+
+        root = pathlib.Path(root)
+        self.root = root
+        cert, key = root / "cert.pem", root / "key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                        str(cert), "-days", "1", "-subj", f"/CN={name}", "-addext",
+                        f"subjectAltName=DNS:{name}"], check=True, capture_output=True)
+        os.chmod(cert, 0o644)
+        self.cert = str(cert)
+        work = root / "work"
+        self.env = env = {"PATH": os.environ["PATH"], "HOME": str(root), "GIT_CONFIG_NOSYSTEM": "1"}
+        subprocess.run(["git", "init", "-q", str(work)], check=True, env=env)
+        (work / "README").write_text("through the proxy\n")
+        subprocess.run(["git", "-C", str(work), "add", "README"], check=True, env=env)
+        subprocess.run(["git", "-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                        "one"], check=True, env=env)
+        served = root / "served"
+        served.mkdir()
+        subprocess.run(["git", "clone", "-q", "--bare", str(work), str(served / "repo.git")], check=True, env=env)
+        subprocess.run(["git", "-C", str(served / "repo.git"), "update-server-info"], check=True, env=env)
+        self.log: list[str] = []
+        log = self.log
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, directory=str(served), **kwargs)
+
+            def log_message(self, fmt, *args):
+                log.append(self.path)
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert), str(key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
