@@ -84,10 +84,22 @@ with open(out, "w") as handle:
 
 
 def snapshot(root: str) -> dict:
-    """{relative path: [kind, mode, content digest or link target]} for everything below `root`."""
+    """{relative path: [kind, mode, content digest or link target]} for everything below `root`.
+
+    A run may leave entries their owner cannot read (mode 0200) or list
+    (0300); only root reads them as they are. Anyone else is the owner here,
+    so such an entry is opened for the moment of reading it and its mode put
+    back; a folder that still cannot be listed is an error, never skipped."""
     result = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
+
+    def readable(path, info, needed):
+        if os.getuid() == 0 or stat.S_IMODE(info.st_mode) & needed == needed:
+            return None
+        os.chmod(path, stat.S_IMODE(info.st_mode) | needed)
+        return stat.S_IMODE(info.st_mode)
+
+    def walk(folder):
+        for name in sorted(os.listdir(folder)):
             path = os.path.join(folder, name)
             relative = os.path.relpath(path, root)
             info = os.lstat(path)
@@ -96,10 +108,22 @@ def snapshot(root: str) -> dict:
                 result[relative] = ["symlink", 0, os.readlink(path)]
             elif stat.S_ISDIR(info.st_mode):
                 result[relative] = ["dir", mode, ""]
+                previous = readable(path, info, 0o500)
+                try:
+                    walk(path)
+                finally:
+                    if previous is not None:
+                        os.chmod(path, previous)
             else:
-                with open(path, "rb") as handle:
-                    result[relative] = ["file", mode, hashlib.sha256(handle.read()).hexdigest()]
-        dirs[:] = [name for name in dirs if not os.path.islink(os.path.join(folder, name))]
+                previous = readable(path, info, 0o400)
+                try:
+                    with open(path, "rb") as handle:
+                        result[relative] = ["file", mode, hashlib.sha256(handle.read()).hexdigest()]
+                finally:
+                    if previous is not None:
+                        os.chmod(path, previous)
+
+    walk(root)
     return result
 
 
