@@ -142,7 +142,17 @@ class Sandbox:
     def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
             stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
-            events: EventLog | None = None, keep_placeholders: bool = True):
+            events: EventLog | None = None, keep_placeholders: bool = True, isolated: bool = False,
+            setup=(), apply="never", rootfs: str | None = None):
+        """Run `command` in the sandbox; returns an Outcome.
+
+        With `isolated`, the workspace is a copy-on-write overlay: the
+        `setup` shell command lines run first, in the same overlay, and the
+        Outcome's `changeset` (isolate.review.RunChanges) lists, diffs,
+        applies or discards what the run changed; `apply` is "never" (keep
+        it for review), "on-success", "ask" or a callable deciding from the
+        RunChanges; `rootfs` a clean base system instead of the host's root.
+        """
         from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         if isinstance(command, (str, bytes)):
@@ -163,7 +173,16 @@ class Sandbox:
             self.policy = _reload(self.policy)
         self._fresh = False
         policy = self.policy
+        backend = self.backend
+        if isolated:
+            from .backends.isolated import IsolatedBackend
+
+            backend = IsolatedBackend(self.backend, setup=setup, apply=apply, rootfs=rootfs)
+        elif setup or rootfs:
+            raise ValueError("setup and rootfs belong to isolated runs: pass isolated=True")
         refusals = self.unenforceable()
+        if isolated:
+            refusals += tuple(PolicyError(item.message(), hint=item.hint) for item in backend.check(policy))
         if refusals:
             first, more = refusals[0], len(refusals) - 1
             raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
@@ -198,11 +217,13 @@ class Sandbox:
 
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
-        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
+        plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
-        outcome = self.backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
-                                   keep=keep_placeholders)
+        outcome = backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
+                              keep=keep_placeholders)
+        if isolated:
+            return outcome   # the real workspace was not writable: nothing new can be in it
         from .launcher.created import report_new_protected
 
         if report_new_protected(policy, _known_protected(policy), events):

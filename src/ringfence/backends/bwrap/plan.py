@@ -58,9 +58,11 @@ class PlanCache:
 
 
 def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
-              cache: PlanCache | None = None) -> BwrapPlan:
+              cache: PlanCache | None = None, view=None) -> BwrapPlan:
     """The plan for one run. The mounts are planned afresh every time, so a
-    denied file that appeared since the last run is masked in this one."""
+    denied file that appeared since the last run is masked in this one.
+    `view`, given by a wrapping backend, turns the policy's MountPlan into
+    the one this run mounts (an isolated run's overlay)."""
     filesystem = policy.filesystem
     cwd_decision = filesystem.access(cwd)
     if cwd_decision.access == NONE:
@@ -79,6 +81,8 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
         cache.overlay_sources = cache.empty_folders if read_only_overlays_work(
             cache.bwrap, cache.empty_folders, cache_dir) else None
     mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
+    if view is not None:
+        mounts = view(mounts)
     mechanism = limit_tools.choose(policy.limits)
     mask_file = os.path.join(state, "mask", "empty")
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + command) if tty_shim else list(command)
