@@ -194,6 +194,9 @@ def cmd_run(options, positional) -> int:
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
+        elif event["type"] == "git.neutralized":
+            _error(f"warning: {event['repository']}: {event['action']}"
+                   + (f" {event['path']}" if event.get("path") else "") + f": {event['why']}")
         elif event["type"] == "protected.unchecked":
             _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
     if outcome.reason == "timeout":

@@ -217,6 +217,11 @@ class Sandbox:
 
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
+        guard = None
+        if policy.git_in_place and not isolated:
+            from .launcher.gitguard import GitGuard
+
+            guard = GitGuard.start(policy.git_in_place)
         plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
@@ -226,11 +231,16 @@ class Sandbox:
             return outcome   # the real workspace was not writable: nothing new can be in it
         from .launcher.created import report_new_protected
 
-        if report_new_protected(policy, _known_protected(policy), events):
+        known = _known_protected(policy)
+        found = report_new_protected(policy, set(known), events)
+        if guard is not None and guard.finish(known, events, events.run_id):
+            found = True
+        if found:
             outcome = outcome.replace(events=tuple(events.events))
         return outcome
 
 
 def _known_protected(policy) -> set:
     fs = policy.filesystem
-    return {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+    return ({cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+            | {os.path.join(root, ".git") for root in policy.git_in_place})
