@@ -136,6 +136,10 @@ def mount_problems(policy, rootfs: str | None) -> list[Unenforceable]:
             found.append(Unenforceable(what, f"its target {mount.target} overlaps the workspace {workspace}, "
                                              "which an isolated run sees as an overlay",
                                        "mount it elsewhere"))
+        elif not (rootfs or os.path.isdir(mount.target) or (policy.home != "/" and _inside(mount.target, policy.home))):
+            found.append(Unenforceable(what, f"its target {mount.target} does not exist, and nothing can be made "
+                                             "on the read-only base system",
+                                       "mount it at an existing folder, or below the home directory"))
         elif _inside(mount.source, state) or _inside(state, mount.source):
             found.append(Unenforceable(what, f"it would show ringfence's own state ({state}) to the sandbox",
                                        "mount a folder that does not hold it"))
