@@ -288,3 +288,39 @@ def test_a_killed_apply_is_rolled_back_or_forward_by_the_next_command(scene):
         for run in runs(scene):
             ringfence(scene, "discard", "--run", run)
     assert runs(scene) == []
+
+
+# --- commits ----------------------------------------------------------------------------
+
+def test_commits_arrive_as_a_ref_and_what_the_run_wrote_into_git_does_not(scene):
+    scene.git("init", "-q", "-b", "main")
+    scene.write("ws/a.txt", "a\n")
+    scene.git("add", "a.txt")
+    scene.git("commit", "-qm", "start")
+    start_head = scene.git("rev-parse", "HEAD").stdout.decode().strip()
+    config = scene.read("ws/.git/config")
+    marker = os.path.join(scene.outside, "planted-ran")
+    script = ("echo b > b.txt && git add b.txt && git commit -qm 'made in the run' && "
+              f"git config core.fsmonitor 'touch {marker}; false' && "
+              f"printf '#!/bin/sh\\ntouch {marker}\\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout")
+    result = scene.sh(script, args=["--isolated"])
+    assert result.returncode == 0, result.stderr
+    refs = scene.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/ringfence").stdout.decode().split()
+    assert len(refs) == 2 and refs[0].startswith("refs/ringfence/") and refs[0].endswith("/main"), refs
+    assert scene.git("log", "-1", "--format=%s", refs[0]).stdout.decode().strip() == "made in the run"
+    assert scene.git("show", f"{refs[0]}:b.txt").stdout == b"b\n"
+    assert scene.git("rev-parse", "HEAD").stdout.decode().strip() == start_head
+    assert scene.read("ws/.git/config") == config
+    assert not scene.exists("ws/.git/hooks/post-checkout")
+    # The user's next git commands, the run's branch checked out, run nothing it planted.
+    scene.sh(f"git status; git checkout -q {refs[0]}; git log -1 >/dev/null", sandbox=False)
+    assert not os.path.exists(marker)
+    # Control: what the run wrote into its .git (in the run's upper layer) does run when copied over.
+    upper = json.loads(ringfence(scene, "changes", "--json").stdout)["upper"]
+    copy = os.path.join(scene.base, "naive")
+    shutil.copytree(scene.ws, copy, symlinks=True)
+    shutil.copy(os.path.join(upper, ".git", "config"), os.path.join(copy, ".git", "config"))
+    shutil.copy(os.path.join(upper, ".git", "hooks", "post-checkout"), os.path.join(copy, ".git", "hooks"))
+    own_tree(scene.user, copy)
+    scene.sh("git status >/dev/null; git checkout -q -b x", sandbox=False, cwd=copy)
+    assert os.path.exists(marker), "control: the planted config and hook should run"

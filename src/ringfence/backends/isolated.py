@@ -132,6 +132,9 @@ def mount_problems(policy, rootfs: str | None) -> list[Unenforceable]:
         what = f"additional mount {mount.describe()}"
         if not os.path.exists(mount.source):
             found.append(Unenforceable(what, f"{mount.source} does not exist", "create it, or remove the mount"))
+        elif policy.filesystem.access(mount.source).access == "none":
+            found.append(Unenforceable(what, f"the policy denies reading {mount.source}",
+                                       "mount a folder the policy lets the sandbox read, or allow it with a rule"))
         elif _inside(mount.target, workspace) or _inside(workspace, mount.target):
             found.append(Unenforceable(what, f"its target {mount.target} overlaps the workspace {workspace}, "
                                              "which an isolated run sees as an overlay",

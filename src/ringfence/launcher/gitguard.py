@@ -191,14 +191,15 @@ class GitGuard:
                 done.append({"repository": repository.root, "action": "removed", "path": ".git/commondir",
                              "why": "the run made it: git would read its configuration and hooks from the "
                                     "folder it names"})
-            if _identity(fd, "index") == repository.identity:
-                return done
             before = self._links(repository.index, repository.hash_size)
             unreadable = None
-            try:
-                after = gitlinks(_read(fd, "index") or b"", repository.hash_size)
-            except IndexUnreadable as exc:
-                after, unreadable = None, str(exc)
+            if _identity(fd, "index") == repository.identity:
+                after = before
+            else:
+                try:
+                    after = gitlinks(_read(fd, "index") or b"", repository.hash_size)
+                except IndexUnreadable as exc:
+                    after, unreadable = None, str(exc)
             if after is None or before is None or after - before:
                 if after is None:
                     why = f"the index the run left cannot be read as data ({unreadable}): it could stage a submodule"
