@@ -14,6 +14,7 @@ import os
 import pytest
 
 from harness import SYSTEM_PATH
+from test_protected_metadata import repo  # noqa: F401  (a committed repository as the workspace)
 
 pytestmark = pytest.mark.boundary
 
@@ -25,15 +26,6 @@ def host_git(scene, *commands):
     for command in commands:
         scene.sh(f"git {command} >/dev/null 2>&1; true", sandbox=False,
                  env={"PATH": SYSTEM_PATH, "GIT_CONFIG_NOSYSTEM": "1"})
-
-
-@pytest.fixture
-def repo(scene):
-    scene.git("init", "-q")
-    scene.write("ws/file.txt", "one\n")
-    scene.git("add", "file.txt")
-    scene.git("commit", "-qm", "first")
-    return scene
 
 
 def _attack(scene, marker: str, kind: str) -> str:
