@@ -6,7 +6,12 @@ files, network, limits), `run.start`, `run.end`, `run.timeout`, `run.refused`,
 `sandbox.error`, `signal.forwarded`, `limits.applied`, `limits.report`,
 `limits.unenforced`, `placeholder.cleanup`, `cgroup.cleanup`, `git.created`
 and `protected.created` (names the sandbox made that the host acts on), and
-`protected.unchecked` (folders the run left that the check could not list).
+`protected.unchecked` (folders the run left that the check could not list),
+`git.neutralized` (what the in-place git check undid, and why), and for
+isolated runs `isolate.recovered`, `isolate.run`, `isolate.phase`,
+`isolate.captured`, `isolate.commits`, `isolate.kept`, `isolate.applied`,
+`isolate.apply_refused`, `isolate.discarded` (their own run id is
+`isolated_run`).
 Consumers must ignore fields and types they do not know; fields are only
 ever added.
 """

@@ -324,3 +324,24 @@ def test_commits_arrive_as_a_ref_and_what_the_run_wrote_into_git_does_not(scene)
     own_tree(scene.user, copy)
     scene.sh("git status >/dev/null; git checkout -q -b x", sandbox=False, cwd=copy)
     assert os.path.exists(marker), "control: the planted config and hook should run"
+
+
+def test_a_clean_base_system_replaces_the_hosts(scene):
+    """--rootfs: the run sees the given tree as its read-only root, not the host's."""
+    root = scene.mkdir("rootfs")
+    for folder in ("usr/bin", "etc"):
+        scene.mkdir(f"rootfs/{folder}")
+    shutil.copy("/bin/sh", os.path.join(root, "usr/bin/sh"))
+    libraries = subprocess.run(["ldd", "/bin/sh"], capture_output=True, text=True).stdout.split()
+    for library in (word for word in libraries if word.startswith("/")):
+        target = os.path.join(root, "usr", library.lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(library, target)
+    for name in ("bin", "lib", "lib64"):
+        os.symlink(f"usr/{name}", os.path.join(root, name))
+    scene.write("rootfs/etc/marker", "clean\n")
+    own_tree(scene.user, root)
+    script = 'read x < /etc/marker; echo "$x" > seen.txt; [ -e /etc/passwd ] && echo host > leak.txt; echo x > /etc/y; true'
+    result = scene.sh(script, args=["--isolated", "--rootfs", root, "--apply", "on-success"])
+    assert scene.read("ws/seen.txt") == "clean\n", result.stderr
+    assert not scene.exists("ws/leak.txt") and not scene.exists("rootfs/etc/y")
