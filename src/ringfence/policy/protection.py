@@ -67,12 +67,15 @@ GIT_IN_PLACE_PROTECTED = (("config", "file"), ("config.worktree", "file"), ("hoo
 
 def own_repositories(project_roots, writable_roots) -> list[str]:
     """The projects whose own repository is committed to in place: a writable
-    project root whose `.git` is a real folder (a linked worktree's gitdir,
-    elsewhere, stays read-only whole)."""
+    project root whose `.git` is a real folder holding a repository (not the
+    empty placeholder a Sandbox keeps there between runs; a linked
+    worktree's gitdir, elsewhere, stays read-only whole)."""
     found = []
     for root in project_roots:
         dot_git = os.path.join(root, ".git")
-        if root in writable_roots and os.path.isdir(dot_git) and not os.path.islink(dot_git):
+        head = os.path.join(dot_git, "HEAD")
+        if root in writable_roots and os.path.isdir(dot_git) and not os.path.islink(dot_git) \
+                and os.path.isfile(head) and not os.path.islink(head):
             found.append(root)
     return found
 
