@@ -15,6 +15,7 @@ from .printable import printable, printable_lines
 
 USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
+       ringfence changes [--json] | diff | apply [--force] | discard   [--run ID]
        ringfence status [OPTIONS] [--json]
        ringfence explain [OPTIONS] [--json] PATH...
        ringfence check [OPTIONS] [--rules FILE]... [--json] [--] COMMAND [ARGS...]
@@ -35,6 +36,14 @@ run options:
   --no-tty               do not give the command a terminal, even when ringfence has one
   -v, --verbose          after the run, also list the hosts it reached
   --escalate REASON      ask (on the terminal) to run COMMAND outside the sandbox, saying REASON
+  --isolated             work on a copy-on-write overlay of the workspace; the workspace is untouched
+  --setup CMD            (isolated) run the shell command line CMD first, in the same overlay; repeatable
+  --apply MODE           (isolated) never (default: keep the run for review) | on-success | ask
+  --rootfs DIR           (isolated) a clean base system instead of the host's read-only root
+
+review options (the last isolated run of this workspace, or --run ID):
+  --run ID               the isolated run to act on
+  --force                apply over files changed in the workspace since the run started
 
 check options:
   --rules FILE           decide with the rules in FILE only (a .rules file), repeatable
@@ -52,9 +61,12 @@ every command).
 
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
-                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files", "--escalate": "escalate"}
-FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose"}
-REPEATED = {"overrides", "config_files", "rules_files"}
+                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files", "--escalate": "escalate",
+                 "--setup": "setup", "--apply": "apply", "--rootfs": "rootfs", "--run": "run_id"}
+FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose",
+                "--isolated": "isolated", "--force": "force"}
+REPEATED = {"overrides", "config_files", "rules_files", "setup"}
+REVIEW_COMMANDS = ("changes", "diff", "apply", "discard")
 # Sub-commands whose first positional word starts the command line.
 COMMAND_LINE = ("run", "check")
 
@@ -69,9 +81,9 @@ def parse(argv: list[str]):
     if argv[0] in ("--version", "-V"):
         return "version", {}, []
     command, rest = argv[0], argv[1:]
-    if command not in ("run", "status", "explain", "check"):
+    if command not in ("run", "status", "explain", "check") + REVIEW_COMMANDS:
         raise UsageError(f"unknown command {command!r}")
-    options: dict = {"overrides": [], "config_files": [], "rules_files": []}
+    options: dict = {"overrides": [], "config_files": [], "rules_files": [], "setup": []}
     positional: list[str] = []
     index = 0
     while index < len(rest):
@@ -114,6 +126,12 @@ def parse(argv: list[str]):
 
         if options["sandbox"] not in SANDBOX_MODES:
             raise UsageError(f"--sandbox {options['sandbox']!r}: use " + ", ".join(SANDBOX_MODES))
+    if command == "run" and not options.get("isolated"):
+        for name, key in (("--setup", "setup"), ("--apply", "apply"), ("--rootfs", "rootfs")):
+            if options.get(key):
+                raise UsageError(f"{name} belongs to isolated runs: add --isolated")
+    if options.get("apply") and options["apply"] not in ("never", "on-success", "ask"):
+        raise UsageError(f"--apply {options['apply']!r}: use never, on-success or ask")
     if "timeout" in options:
         from .config.quantities import parse_number, seconds_problem
 
@@ -161,10 +179,21 @@ def cmd_run(options, positional) -> int:
     policy = _policy(options)
     if not policy.sandboxed:
         _error("danger-full-access: running WITHOUT a sandbox; nothing limits this command")
+    isolated = {}
+    if options.get("isolated"):
+        isolated = {"isolated": True, "setup": options["setup"], "apply": options.get("apply") or "never",
+                    "rootfs": options.get("rootfs") and os.path.abspath(options["rootfs"])}
     outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
                                   timeout=options.get("timeout"), events_path=options.get("events"),
                                   tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False,
-                                  escalate=options.get("escalate"))
+                                  escalate=options.get("escalate"), **isolated)
+    if outcome.changeset is not None:
+        from .isolate.review import run_summary
+
+        for line in run_summary(outcome.changeset):
+            _error(line)
+        if outcome.changeset.apply_error and outcome.exit_code == 0:
+            return 1   # the command succeeded, but its changes are not in the workspace
     for event in outcome.events:
         if event["type"] == "git.created":
             _error("warning: the sandbox created git repositories at " + _names(event["paths"])
@@ -183,6 +212,9 @@ def cmd_run(options, positional) -> int:
             if options.get("verbose"):
                 for target in event["reached"]:
                     _error(f"network: reached {printable(target)}")
+        elif event["type"] == "git.neutralized":
+            _error(printable(f"warning: {event['repository']}: {event['action']}"
+                             + (f" {event['path']}" if event.get("path") else "") + f": {event['why']}"))
         elif event["type"] == "protected.unchecked":
             _error("warning: " + event["warning"] + (": " + _names(event["paths"]) if event["paths"] else ""))
         elif event["type"] == "sandbox.denial":
@@ -192,6 +224,39 @@ def cmd_run(options, positional) -> int:
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")
     return outcome.exit_code
+
+
+def cmd_review(command: str, options) -> int:
+    """changes | diff | apply | discard, on the last isolated run of this
+    workspace (or --run ID); 1 when there is none, or apply met a conflict."""
+    from .isolate import review
+    from .isolate.errors import ApplyConflict, RunNotFound
+    from .state import state_dir
+
+    policy = _policy(options)
+    state, workspace, run_id = state_dir(policy.home), policy.project_roots[0], options.get("run_id")
+    try:
+        if command == "changes":
+            changeset = review.changes(state, workspace, run_id=run_id)
+            if options.get("json"):
+                import json
+
+                sys.stdout.write(json.dumps(changeset.to_json(), indent=2) + "\n")
+            else:
+                sys.stdout.write("".join(line + "\n" for line in review.listing(state, changeset)))
+        elif command == "diff":
+            sys.stdout.flush()
+            sys.stdout.buffer.write(review.diff(state, workspace, run_id=run_id))
+        elif command == "apply":
+            report = review.apply(state, workspace, run_id=run_id, force=bool(options.get("force")))
+            for line in review.apply_summary(report):
+                _error(line)
+        else:
+            _error(f"discarded isolated run {review.discard(state, workspace, run_id=run_id)}")
+    except (RunNotFound, ApplyConflict) as exc:
+        _error(str(exc))
+        return 1
+    return 0
 
 
 CHECK_STATUS = {"allow": 0, "no-rule": 1, "prompt": 3, "forbidden": 126}
@@ -243,6 +308,23 @@ def cmd_check(options, positional) -> int:
     return CHECK_STATUS[decision.decision]
 
 
+def _recover_isolated_runs():
+    """Finish what a killed isolated run or apply left, before anything else
+    (one listing when there is nothing to do), and say what was done."""
+    from .state import state_dir
+
+    state = state_dir(os.environ.get("HOME") or os.path.expanduser("~"))
+    try:
+        if not os.listdir(os.path.join(state, "runs")):
+            return
+    except OSError:
+        return
+    from .isolate.recovery import recover
+
+    for line in recover(state).lines():
+        _error(line)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = argv[0] if argv else None
@@ -254,8 +336,13 @@ def main(argv=None) -> int:
         if command == "version":
             sys.stdout.write(f"ringfence {__version__}\n")
             return 0
+        _recover_isolated_runs()
         if command == "run":
             return cmd_run(options, positional)
+        if command in REVIEW_COMMANDS:
+            if positional:
+                raise UsageError(f"{command} takes no arguments (--run ID names a run)")
+            return cmd_review(command, options)
         if command == "check":
             return cmd_check(options, positional)
         from . import report

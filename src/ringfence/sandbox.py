@@ -144,13 +144,24 @@ class Sandbox:
             stdin: str | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
             events: EventLog | None = None, keep_placeholders: bool = True, approver=None,
-            escalate: str | None = None):
+            escalate: str | None = None, isolated: bool = False, setup=(), apply="never",
+            rootfs: str | None = None):
         """Run `command` under the policy, after the command rules and the
-        approval policy allow it. `approver` answers the questions they ask
-        (a callable taking an `ApprovalRequest` and returning "once",
-        "always" or "no", or a coroutine function; default: the controlling
-        terminal, and no terminal means no); `escalate`, the reason to run
-        this command outside the sandbox, asks for that."""
+        approval policy allow it; returns an Outcome.
+
+        `approver` answers the questions they ask (a callable taking an
+        `ApprovalRequest` and returning "once", "always" or "no", or a
+        coroutine function; default: the controlling terminal, and no
+        terminal means no); `escalate`, the reason to run this command
+        outside the sandbox, asks for that.
+
+        With `isolated`, the workspace is a copy-on-write overlay: the
+        `setup` shell command lines run first, in the same overlay, and the
+        Outcome's `changeset` (isolate.review.RunChanges) lists, diffs,
+        applies or discards what the run changed; `apply` is "never" (keep
+        it for review), "on-success", "ask" or a callable deciding from the
+        RunChanges; `rootfs` a clean base system instead of the host's root.
+        """
         from .approval import gate
         from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
@@ -172,7 +183,18 @@ class Sandbox:
             self.policy = _reload(self.policy)
         self._fresh = False
         policy = self.policy
+        backend = self.backend
+        if isolated:
+            from .backends.isolated import IsolatedBackend
+
+            backend = IsolatedBackend(self.backend, setup=setup, apply=apply, rootfs=rootfs)
+        elif setup or rootfs:
+            raise ValueError("setup and rootfs belong to isolated runs: pass isolated=True")
+        if isolated and escalate:
+            raise ValueError("escalate runs a command outside the sandbox; an isolated run stays in its overlay")
         refusals = self.unenforceable()
+        if isolated:
+            refusals += tuple(PolicyError(item.message(), hint=item.hint) for item in backend.check(policy))
         if refusals:
             first, more = refusals[0], len(refusals) - 1
             raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
@@ -211,12 +233,24 @@ class Sandbox:
         if verdict.action == "unsandboxed":
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events, why="approved escalation")
-        plan = self.backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
-        outcome = self.backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
-                                   keep=keep_placeholders)
+        guard = None
+        if policy.git_in_place and not isolated:
+            from .launcher.gitguard import GitGuard
+
+            guard = GitGuard.start(policy.git_in_place)
+        plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
+        outcome = backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
+                              keep=keep_placeholders)
+        if isolated:
+            # The real workspace was not writable: nothing new can be in it, and a
+            # re-run outside the sandbox would edit what the run was to leave alone.
+            return outcome
         from .launcher.created import report_new_protected
 
-        report_new_protected(policy, _known_protected(policy), events)
+        known = _known_protected(policy)
+        report_new_protected(policy, set(known), events)
+        if guard is not None:
+            guard.finish(known, events, events.run_id)
         if gate.after_failure(policy, command, outcome, cwd=cwd, approver=approver, events=events):
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events, why="approved re-run after the sandbox denied it")
@@ -236,4 +270,5 @@ class Sandbox:
 
 def _known_protected(policy) -> set:
     fs = policy.filesystem
-    return {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+    return ({cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+            | {os.path.join(root, ".git") for root in policy.git_in_place})

@@ -16,9 +16,9 @@ from ...errors import PolicyError
 from ...paths import depth
 from ...policy.filesystem import NONE, READ, WRITE
 
-RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER = (
+RO_BIND, BIND, MASK_FILE, MASK_DIR, TMPFS, SYMLINK, REMOUNT_RO, DEV, PROC, PLACEHOLDER, OVERLAY = (
     "ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
-    "placeholder")
+    "placeholder", "overlay")
 
 # bwrap builds these itself; rules inside them cannot be honoured by mounts.
 KERNEL_TREES = ("/proc", "/dev")
@@ -26,12 +26,14 @@ ANCHOR_REASON = "holds protected paths: a mount point cannot be renamed away"
 
 
 class MountStep(Record):
-    """One step. `source` is a host path (binds) or a link target (symlinks);
-    `mode` the permission bits of a tmpfs, `size` its bound in bytes; `reason`
-    the rule behind the step."""
+    """One step. `source` is a host path (binds, an overlay's lower layer) or
+    a link target (symlinks); `mode` the permission bits of a tmpfs, `size`
+    its bound in bytes; `layers` an overlay's (upper, work) directories on the
+    host, or None for writes kept in the sandbox's memory; `reason` the rule
+    behind the step."""
 
-    __slots__ = ("kind", "dest", "source", "mode", "reason", "size")
-    _defaults = {"source": None, "mode": None, "reason": None, "size": None}
+    __slots__ = ("kind", "dest", "source", "mode", "reason", "size", "layers")
+    _defaults = {"source": None, "mode": None, "reason": None, "size": None, "layers": None}
 
 
 # How the bound on a run's temporary space is shared out. A tmpfs is charged

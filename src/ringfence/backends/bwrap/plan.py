@@ -62,9 +62,11 @@ class PlanCache:
 
 
 def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
-              cache: PlanCache | None = None) -> BwrapPlan:
+              cache: PlanCache | None = None, view=None) -> BwrapPlan:
     """The plan for one run. The mounts are planned afresh every time, so a
-    denied file that appeared since the last run is masked in this one."""
+    denied file that appeared since the last run is masked in this one.
+    `view`, given by a wrapping backend, turns the policy's MountPlan into
+    the one this run mounts (an isolated run's overlay)."""
     filesystem = policy.filesystem
     cwd_decision = filesystem.access(cwd)
     if cwd_decision.access == NONE:
@@ -85,6 +87,8 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     if refuse_unix not in cache.seccomp:
         cache.seccomp[refuse_unix] = seccomp.program(cache_dir, deny_unix_sockets=refuse_unix)
     mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
+    if view is not None:
+        mounts = view(mounts)
     mechanism = limit_tools.choose(policy.limits)
     mask_file = os.path.join(state, "mask", "empty")
     egress = None
