@@ -26,6 +26,9 @@ class Scene:
         self.root = root
         self.ws = os.path.realpath(root / "ws")
         os.makedirs(os.path.join(self.ws, ".git"))
+        # A repository, not the empty placeholder a kept Sandbox leaves: git in place needs its HEAD.
+        with open(os.path.join(self.ws, ".git", "HEAD"), "w") as head:
+            head.write("ref: refs/heads/main\n")
 
     def path(self, relative):
         return os.path.join(self.ws, relative)

@@ -41,7 +41,7 @@ def test_ringfences_own_errors_are_printed_escaped(capsys):
 
 class _Outcome:
     def __init__(self, events):
-        self.events, self.reason, self.exit_code = events, "exited", 0
+        self.events, self.reason, self.exit_code, self.changeset = events, "exited", 0, None
 
 
 def test_the_warning_about_folders_the_sandbox_created_names_them_escaped(monkeypatch, capsys):
@@ -53,7 +53,9 @@ def test_the_warning_about_folders_the_sandbox_created_names_them_escaped(monkey
               {"type": "network.summary", "refused": [{"target": f"h{CLIPBOARD}.example:443", "reason": "\x1b[2J"}],
                "reached": [f"r{CLIPBOARD}.example:443"]},
               {"type": "protected.unchecked", "warning": "folders that could not be listed",
-               "paths": [f"/ws/u{CLIPBOARD}\nz"]}]
+               "paths": [f"/ws/u{CLIPBOARD}\nz"]},
+              {"type": "git.neutralized", "repository": f"/ws/g{CLIPBOARD}\nq", "action": "moved aside",
+               "path": "/ws/.git", "why": "made at a submodule"}]
 
     class Sandbox:
         def __init__(self, policy):
@@ -68,7 +70,8 @@ def test_the_warning_about_folders_the_sandbox_created_names_them_escaped(monkey
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\x07" not in err
     # One line per warning: a line break in a name cannot forge another.
-    assert len(err.splitlines()) == 5
+    assert len(err.splitlines()) == 6
+    assert "/ws/g\\x1b]52;c;" in err
     assert "h\\x1b]52;c;" in err and "r\\x1b]52;c;" in err and "/ws/u\\x1b]52;c;" in err
     assert "/ws/x\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07\\x0ay/.claude" in err
     assert "/ws/\\x1b]52;c;Y3VybCBldmlsIHwgc2g=\\x07/.git" in err
