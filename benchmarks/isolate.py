@@ -6,11 +6,15 @@
 2. Apply of 1,000 changed files: time, fsync count, and the time of writing
    the same 1,000 files atomically (temporary file, fsync, rename) without
    a journal, as the baseline.
+3. `ringfence run --isolated -- true` over `ringfence run -- true`, in a
+   git repository (target: ratio <= 1.3), best of --repeat each.
+4. A third-party test suite (more-itertools' own, from its sdist, fetched
+   with pip) under `ringfence run --isolated` over `ringfence run`.
 
-The edits are made through a real overlay (ringfence's own mount script in
-`unshare -Urm`), so the upper layers are what a run leaves.
+For 1 and 2 the edits are made through a real overlay (ringfence's own mount
+script in `unshare -Urm`), so the upper layers are what a run leaves.
 
-    python3 benchmarks/isolate.py [--big 100000] [--small 1000] [--apply 1000]
+    python3 benchmarks/isolate.py [--big 100000] [--small 1000] [--apply 1000] [--repeat 15] [--no-suite]
 """
 
 from __future__ import annotations
@@ -121,12 +125,71 @@ def apply_figures(base: str, files: int) -> tuple[float, int, float]:
     return applied, report.fsyncs, baseline
 
 
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+def ringfence_env(home: str) -> dict:
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": home, "PYTHONPATH": SRC, "LANG": "C.UTF-8"}
+
+
+def timed_run(workspace: str, home: str, args: list[str], command: list[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", *args, "--", *command],
+                          cwd=workspace, env=ringfence_env(home), stdin=subprocess.DEVNULL, capture_output=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"ringfence run {' '.join(args)} failed ({done.returncode}): "
+                         f"{done.stderr.decode(errors='replace')[-2000:]}")
+    return elapsed
+
+
+def startup_figures(base: str, repeat: int) -> tuple[float, float]:
+    """Best of `repeat` for `run -- true` plain and isolated, interleaved."""
+    workspace, home = os.path.join(base, "start-ws"), os.path.join(base, "start-home")
+    os.makedirs(home)
+    make_workspace(workspace, 200)
+    subprocess.run(["git", "init", "-q", workspace], check=True, env=ringfence_env(home))
+    timed_run(workspace, home, [], ["true"])   # caches: the seccomp program, the glob scan
+    timed_run(workspace, home, ["--isolated"], ["true"])
+    plain, isolated = [], []
+    for _ in range(repeat):
+        plain.append(timed_run(workspace, home, [], ["true"]))
+        isolated.append(timed_run(workspace, home, ["--isolated"], ["true"]))
+    return min(plain), min(isolated)
+
+
+def suite_figures(base: str) -> tuple[str, float, float] | str:
+    """more-itertools' test suite, plain and isolated; or why it could not run."""
+    downloads = os.path.join(base, "sdist")
+    fetched = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                              "more-itertools", "-d", downloads], capture_output=True, text=True, timeout=300)
+    archives = os.listdir(downloads) if os.path.isdir(downloads) else []
+    if fetched.returncode != 0 or not archives:
+        return f"more-itertools could not be fetched: {fetched.stderr.strip()[-300:]}"
+    import tarfile
+
+    with tarfile.open(os.path.join(downloads, archives[0])) as archive:
+        archive.extractall(base, filter="data")
+    workspace = os.path.join(base, archives[0].replace(".tar.gz", ""))
+    home = os.path.join(base, "suite-home")
+    os.makedirs(home)
+    os.makedirs(os.path.join(workspace, ".git"))   # the project marker; a test run commits nothing
+    # The base system's interpreter: the isolated run does not see the home
+    # directory, where an interpreter may live (pyenv).
+    command = ["/usr/bin/python3", "-B", "-m", "unittest", "-q"]
+    plain = timed_run(workspace, home, [], command)
+    isolated = timed_run(workspace, home, ["--isolated"], command)
+    return os.path.basename(workspace), plain, isolated
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=1_000)
     parser.add_argument("--changed", type=int, default=10)
     parser.add_argument("--apply", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--no-suite", action="store_true", help="skip the third-party test suite")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="ringfence-isolate-bench-", dir="/var/tmp")
     try:
@@ -139,6 +202,18 @@ def main():
         applied, fsyncs, baseline = apply_figures(base, args.apply)
         print(f"apply of {args.apply:,} changed files: {applied * 1000:.0f} ms, {fsyncs} fsync calls; "
               f"atomic writes alone (baseline) {baseline * 1000:.0f} ms, ratio {applied / baseline:.2f}")
+        plain, isolated = startup_figures(base, args.repeat)
+        ratio = isolated / plain
+        print(f"run -- true, best of {args.repeat}: plain {plain * 1000:.0f} ms, isolated {isolated * 1000:.0f} ms, "
+              f"ratio {ratio:.2f} (target <= 1.3: {'ok' if ratio <= 1.3 else 'MISSED'})")
+        if not args.no_suite:
+            suite = suite_figures(base)
+            if isinstance(suite, str):
+                print(f"third-party suite: not measured: {suite}")
+            else:
+                name, plain, isolated = suite
+                print(f"third-party suite ({name}, python -m unittest): plain {plain:.1f} s, isolated "
+                      f"{isolated:.1f} s, ratio {isolated / plain:.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -9,11 +9,9 @@ namespace (and with it the mount) goes away.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -21,12 +19,13 @@ import tempfile
 import pytest
 
 from harness import SRC, SYSTEM_PATH, must_have, scene_root
+from tree_snapshot import snapshot  # noqa: F401  (test modules import it from here)
 
 # Runs inside the namespace, after the mount: applies edits, then records the merged view.
 EDIT_SCRIPT = r'''
 import json, os, shutil, sys
 sys.path.insert(0, sys.argv[3])
-from isolate_scene import snapshot
+from tree_snapshot import snapshot
 root, edits_path, _, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 with open(edits_path) as handle:
     edits = json.load(handle)
@@ -45,9 +44,8 @@ for edit in edits:
     elif kind == "append":
         with open(path, "ab") as handle:
             handle.write(bytes.fromhex(edit[2]))
-    elif kind == "touch":
-        with open(path, "r+b") as handle:
-            pass
+    elif kind == "touch":   # opened for writing, as an editor would, and nothing written
+        os.close(os.open(path, os.O_WRONLY))
         os.utime(path)
     elif kind == "chmod":
         os.chmod(path, edit[2])
@@ -78,29 +76,12 @@ for edit in edits:
         subprocess.run(edit[2], cwd=root, check=True, env=edit[3])
     else:
         raise SystemExit(f"unknown edit {kind}")
-with open(out, "w") as handle:
-    json.dump(snapshot(root), handle)
+if out == "-":
+    sys.stdout.write(json.dumps(snapshot(root)))
+else:
+    with open(out, "w") as handle:
+        json.dump(snapshot(root), handle)
 '''
-
-
-def snapshot(root: str) -> dict:
-    """{relative path: [kind, mode, content digest or link target]} for everything below `root`."""
-    result = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = os.path.join(folder, name)
-            relative = os.path.relpath(path, root)
-            info = os.lstat(path)
-            mode = stat.S_IMODE(info.st_mode)
-            if stat.S_ISLNK(info.st_mode):
-                result[relative] = ["symlink", 0, os.readlink(path)]
-            elif stat.S_ISDIR(info.st_mode):
-                result[relative] = ["dir", mode, ""]
-            else:
-                with open(path, "rb") as handle:
-                    result[relative] = ["file", mode, hashlib.sha256(handle.read()).hexdigest()]
-        dirs[:] = [name for name in dirs if not os.path.islink(os.path.join(folder, name))]
-    return result
 
 
 def as_git_sees(tree: dict) -> dict:

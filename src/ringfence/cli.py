@@ -11,9 +11,11 @@ import sys
 
 from . import __version__
 from .errors import COMMAND_NOT_RUNNABLE, INTERRUPTED, SANDBOX_FAILED, RingfenceError
+from .printable import printable, printable_lines
 
 USAGE = """\
 usage: ringfence run [OPTIONS] [--] COMMAND [ARGS...]
+       ringfence changes [--json] | diff | apply [--force] | discard   [--run ID]
        ringfence status [OPTIONS] [--json]
        ringfence explain [OPTIONS] [--json] PATH...
        ringfence check [OPTIONS] [--rules FILE]... [--json] [--] COMMAND [ARGS...]
@@ -33,23 +35,38 @@ run options:
   --timeout SECONDS      end the whole process tree after SECONDS (exit status 124)
   --no-tty               do not give the command a terminal, even when ringfence has one
   -v, --verbose          after the run, also list the hosts it reached
+  --escalate REASON      ask (on the terminal) to run COMMAND outside the sandbox, saying REASON
+  --isolated             work on a copy-on-write overlay of the workspace; the workspace is untouched
+  --setup CMD            (isolated) run the shell command line CMD first, in the same overlay; repeatable
+  --apply MODE           (isolated) never (default: keep the run for review) | on-success | ask
+  --rootfs DIR           (isolated) a clean base system instead of the host's read-only root
+
+review options (the last isolated run of this workspace, or --run ID):
+  --run ID               the isolated run to act on
+  --force                apply over files changed in the workspace since the run started
 
 check options:
   --rules FILE           decide with the rules in FILE only (a .rules file), repeatable
 
 exit status of run: the command's own; 125 the sandbox could not start,
-126 the command cannot be run, 127 the command was not found.
+126 the command cannot be run (a command rule or the approval policy refused
+it, or the answer was no: questions go to the terminal, never to stdin),
+127 the command was not found.
 exit status of check: 0 allowed by the rules, 1 no rule matches (the approval
-policy decides), 3 needs approval (a prompt rule, or not provably plain),
-126 forbidden (run would refuse it), 2 bad usage, 125 a configuration that
-cannot be loaded (as for every command).
+policy decides), 3 needs approval (a prompt rule, or a command that cannot be
+checked while prompt or forbidden rules exist), 126 forbidden (run would
+refuse it), 2 bad usage, 125 a configuration that cannot be loaded (as for
+every command).
 """
 
 VALUE_OPTIONS = {"--sandbox": "sandbox", "-P": "permissions", "--permissions": "permissions",
                  "-c": "overrides", "--config": "config_files", "-C": "cd", "--cd": "cd",
-                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files"}
-FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose"}
-REPEATED = {"overrides", "config_files", "rules_files"}
+                 "--events": "events", "--timeout": "timeout", "--rules": "rules_files", "--escalate": "escalate",
+                 "--setup": "setup", "--apply": "apply", "--rootfs": "rootfs", "--run": "run_id"}
+FLAG_OPTIONS = {"--json": "json", "--no-tty": "no_tty", "-v": "verbose", "--verbose": "verbose",
+                "--isolated": "isolated", "--force": "force"}
+REPEATED = {"overrides", "config_files", "rules_files", "setup"}
+REVIEW_COMMANDS = ("changes", "diff", "apply", "discard")
 # Sub-commands whose first positional word starts the command line.
 COMMAND_LINE = ("run", "check")
 
@@ -64,9 +81,9 @@ def parse(argv: list[str]):
     if argv[0] in ("--version", "-V"):
         return "version", {}, []
     command, rest = argv[0], argv[1:]
-    if command not in ("run", "status", "explain", "check"):
+    if command not in ("run", "status", "explain", "check") + REVIEW_COMMANDS:
         raise UsageError(f"unknown command {command!r}")
-    options: dict = {"overrides": [], "config_files": [], "rules_files": []}
+    options: dict = {"overrides": [], "config_files": [], "rules_files": [], "setup": []}
     positional: list[str] = []
     index = 0
     while index < len(rest):
@@ -109,6 +126,12 @@ def parse(argv: list[str]):
 
         if options["sandbox"] not in SANDBOX_MODES:
             raise UsageError(f"--sandbox {options['sandbox']!r}: use " + ", ".join(SANDBOX_MODES))
+    if command == "run" and not options.get("isolated"):
+        for name, key in (("--setup", "setup"), ("--apply", "apply"), ("--rootfs", "rootfs")):
+            if options.get(key):
+                raise UsageError(f"{name} belongs to isolated runs: add --isolated")
+    if options.get("apply") and options["apply"] not in ("never", "on-success", "ask"):
+        raise UsageError(f"--apply {options['apply']!r}: use never, on-success or ask")
     if "timeout" in options:
         from .config.quantities import parse_number, seconds_problem
 
@@ -139,7 +162,13 @@ def _policy(options):
 
 
 def _error(message: str):
-    sys.stderr.write(f"ringfence: {message}\n")
+    # Messages carry paths, configuration and git's words: none may act on the terminal.
+    sys.stderr.write(f"ringfence: {printable_lines(message)}\n")
+
+
+def _names(paths) -> str:
+    """Paths the sandbox named, for a sentence: every control character escaped, line breaks too."""
+    return ", ".join(printable(path) for path in paths)
 
 
 def cmd_run(options, positional) -> int:
@@ -150,38 +179,84 @@ def cmd_run(options, positional) -> int:
     policy = _policy(options)
     if not policy.sandboxed:
         _error("danger-full-access: running WITHOUT a sandbox; nothing limits this command")
+    isolated = {}
+    if options.get("isolated"):
+        isolated = {"isolated": True, "setup": options["setup"], "apply": options.get("apply") or "never",
+                    "rootfs": options.get("rootfs") and os.path.abspath(options["rootfs"])}
     outcome = Sandbox(policy).run(positional, cwd=options.get("cd") and os.path.abspath(options["cd"]),
                                   timeout=options.get("timeout"), events_path=options.get("events"),
-                                  tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False)
+                                  tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False,
+                                  escalate=options.get("escalate"), **isolated)
+    if outcome.changeset is not None:
+        from .isolate.review import run_summary
+
+        for line in run_summary(outcome.changeset):
+            _error(line)
+        if outcome.changeset.apply_error and outcome.exit_code == 0:
+            return 1   # the command succeeded, but its changes are not in the workspace
     for event in outcome.events:
         if event["type"] == "git.created":
-            _error("warning: the sandbox created git repositories at " + ", ".join(event["paths"])
+            _error("warning: the sandbox created git repositories at " + _names(event["paths"])
                    + ". Their config and hooks run on your machine when you use git there: review "
                      ".git/config and .git/hooks first, or delete them.")
         elif event["type"] == "protected.created":
             loaded = [path for path in event["paths"] if os.path.basename(path) == ".ringfence"]
-            _error("warning: the sandbox created " + ", ".join(event["paths"])
+            _error("warning: the sandbox created " + _names(event["paths"])
                    + ". Programs on your machine act on these (editors and agents run their tasks, settings "
                      "and hooks" + (", and ringfence itself loads a .ringfence/config.toml as a project's "
                                     "configuration" if loaded else "")
                    + "): review them before you work in those folders, or delete them.")
         elif event["type"] == "network.summary":
             for refused in event["refused"]:
-                _error(f"network: refused {refused['target']}: {refused['reason']}")
+                _error(f"network: refused {printable(refused['target'])}: {printable(refused['reason'])}")
             if options.get("verbose"):
                 for target in event["reached"]:
-                    _error(f"network: reached {target}")
+                    _error(f"network: reached {printable(target)}")
+        elif event["type"] == "git.neutralized":
+            _error(printable(f"warning: {event['repository']}: {event['action']}"
+                             + (f" {event['path']}" if event.get("path") else "") + f": {event['why']}"))
         elif event["type"] == "protected.unchecked":
-            _error("warning: " + event["warning"] + (": " + ", ".join(event["paths"]) if event["paths"] else ""))
+            _error("warning: " + event["warning"] + (": " + _names(event["paths"]) if event["paths"] else ""))
+        elif event["type"] == "sandbox.denial":
+            # One line, whatever the path holds: a name with a line break would forge a second.
+            _error(printable(event["message"] + (f"; to allow it, {event['fix']}" if event.get("fix") else "")))
     if outcome.reason == "timeout":
         limit = options.get("timeout") or policy.limits.timeout
         _error(f"timed out after {limit:g}s; the whole process tree was killed")
-    elif outcome.exit_code != 0:
-        from .report import denial_hints
-
-        for hint in denial_hints(policy, positional, os.path.abspath(options.get("cd") or policy.cwd)):
-            _error(hint)
     return outcome.exit_code
+
+
+def cmd_review(command: str, options) -> int:
+    """changes | diff | apply | discard, on the last isolated run of this
+    workspace (or --run ID); 1 when there is none, or apply met a conflict."""
+    from .isolate import review
+    from .isolate.errors import ApplyConflict, RunNotFound
+    from .state import state_dir
+
+    policy = _policy(options)
+    state, workspace, run_id = state_dir(policy.home), policy.project_roots[0], options.get("run_id")
+    try:
+        if command == "changes":
+            changeset = review.changes(state, workspace, run_id=run_id)
+            if options.get("json"):
+                import json
+
+                sys.stdout.write(json.dumps(changeset.to_json(), indent=2) + "\n")
+            else:
+                sys.stdout.write("".join(line + "\n" for line in review.listing(state, changeset)))
+        elif command == "diff":
+            sys.stdout.flush()
+            sys.stdout.buffer.write(review.diff(state, workspace, run_id=run_id))
+        elif command == "apply":
+            report = review.apply(state, workspace, run_id=run_id, force=bool(options.get("force")))
+            for line in review.apply_summary(report):
+                _error(line)
+        else:
+            _error(f"discarded isolated run {review.discard(state, workspace, run_id=run_id)}")
+    except (RunNotFound, ApplyConflict) as exc:
+        _error(str(exc))
+        return 1
+    return 0
 
 
 CHECK_STATUS = {"allow": 0, "no-rule": 1, "prompt": 3, "forbidden": COMMAND_NOT_RUNNABLE}
@@ -229,8 +304,25 @@ def cmd_check(options, positional) -> int:
                 via = f"  (inside {', '.join(part.via)})" if part.via else ""
                 out.append(f"command   {part.decision:<9} {display_argv(part.argv)}{via}")
         out.append(f"approval  {policy.approval_policy}: {approval}")
-        sys.stdout.write("\n".join(out) + "\n")
+        sys.stdout.write("\n".join(printable(line) for line in out) + "\n")
     return CHECK_STATUS[decision.decision]
+
+
+def _recover_isolated_runs():
+    """Finish what a killed isolated run or apply left, before anything else
+    (one listing when there is nothing to do), and say what was done."""
+    from .state import state_dir
+
+    state = state_dir(os.environ.get("HOME") or os.path.expanduser("~"))
+    try:
+        if not os.listdir(os.path.join(state, "runs")):
+            return
+    except OSError:
+        return
+    from .isolate.recovery import recover
+
+    for line in recover(state).lines():
+        _error(line)
 
 
 def main(argv=None) -> int:
@@ -244,8 +336,13 @@ def main(argv=None) -> int:
         if command == "version":
             sys.stdout.write(f"ringfence {__version__}\n")
             return 0
+        _recover_isolated_runs()
         if command == "run":
             return cmd_run(options, positional)
+        if command in REVIEW_COMMANDS:
+            if positional:
+                raise UsageError(f"{command} takes no arguments (--run ID names a run)")
+            return cmd_review(command, options)
         if command == "check":
             return cmd_check(options, positional)
         from . import report

@@ -5,8 +5,16 @@ and `type`. Types so far: `run.policy` (profile, where it was chosen, config
 files, network, limits), `run.start`, `run.end`, `run.timeout`, `run.refused`,
 `sandbox.error`, `signal.forwarded`, `limits.applied`, `limits.report`,
 `limits.unenforced`, `placeholder.cleanup`, `cgroup.cleanup`, `git.created`
-and `protected.created` (names the sandbox made that the host acts on), and
-`protected.unchecked` (folders the run left that the check could not list).
+and `protected.created` (names the sandbox made that the host acts on),
+`protected.unchecked` (folders the run left that the check could not list),
+`git.neutralized` (what the in-place git check undid, and why), for
+isolated runs `isolate.recovered`, `isolate.run`, `isolate.phase`,
+`isolate.captured`, `isolate.commits`, `isolate.kept`, `isolate.applied`,
+`isolate.apply_refused`, `isolate.discarded` (their own run id is
+`isolated_run`), and from approvals (`ringfence.approval.flow` lists their
+fields): `command.decision`, `approval.answer` (who answered what, for which
+rule), `rules.amended` / `rules.already_covered` ("always" answers), and
+`sandbox.denial` (what the sandbox refused a failed run, and its rule).
 Consumers must ignore fields and types they do not know; fields are only
 ever added.
 """

@@ -6,6 +6,7 @@ import os
 import sys
 
 from .policy.filesystem import NONE
+from .printable import printable
 
 
 def _decision_word(decision) -> str:
@@ -172,8 +173,14 @@ def status(policy, *, as_json: bool, backend=None) -> int:
         add("")
         add("ignored keys (Codex settings with no meaning for the sandbox): "
             + ", ".join(data["ignored_keys"]))
-    sys.stdout.write("\n".join(out) + "\n")
+    _write_lines(out)
     return 0
+
+
+def _write_lines(lines):
+    # Paths come from the disk (a folder the sandbox named, a link's target),
+    # rules from a project's configuration: each line is shown escaped.
+    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
 
 
 def explain_data(policy, path: str) -> dict:
@@ -223,45 +230,13 @@ def explain(policy, paths, *, as_json: bool) -> int:
 
         sys.stdout.write(json.dumps(rows if len(rows) > 1 else rows[0], indent=2) + "\n")
         return 0
+    out = []
     for row in rows:
-        sys.stdout.write(f"{row['path']}: {row['access']}\n")
+        out.append(f"{row['path']}: {row['access']}")
         if row["rule"]:
-            sys.stdout.write(f"  rule:   {row['rule']}  [{row['origin']}]\n")
+            out.append(f"  rule:   {row['rule']}  [{row['origin']}]")
         elif row["note"]:
-            sys.stdout.write(f"  rule:   none ({row['note']})\n")
-        for note in row["notes"]:
-            sys.stdout.write(f"  note:   {note}\n")
+            out.append(f"  rule:   none ({row['note']})")
+        out += [f"  note:   {note}" for note in row["notes"]]
+    _write_lines(out)
     return 0
-
-
-def denial_hints(policy, argv, cwd: str) -> list[str]:
-    """After a failed run: paths the command named that the policy denies, each
-    with the rule and how to allow it. A first answer to "was that the sandbox?"."""
-    import shlex
-
-    words: list[str] = []
-    for arg in argv:
-        try:
-            words += shlex.split(arg) if " " in arg else [arg]
-        except ValueError:
-            words += arg.split()
-    hints, seen = [], set()
-    for word in words:
-        for candidate in (word, word.split("=", 1)[-1]):
-            if "/" not in candidate and not candidate.startswith("."):
-                continue
-            path = os.path.join(cwd, os.path.expanduser(candidate))
-            if path in seen or not os.path.lexists(path):
-                continue
-            seen.add(path)
-            try:
-                data = explain_data(policy, path)
-            except OSError:
-                continue  # a path ringfence itself may not resolve (/proc/1/...): no hint
-            if data["access"] != NONE:
-                continue
-            how = next((note for note in data["notes"] if note.startswith("to allow it")),
-                       f'to allow it, add "{path}" = "read" to the profile\'s filesystem table')
-            hints.append(f"{path} is denied by the sandbox: {data['rule'] or data['note']} "
-                         f"[{data['origin'] or 'policy'}]; {how}")
-    return hints

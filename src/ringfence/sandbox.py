@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from .errors import CommandRefused, PolicyError, RingfenceError
+from .errors import PolicyError, RingfenceError
 from .events import EventLog
-from .policy.commands import FORBIDDEN
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,6 +55,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
                          read_user_config=read_user_config)
     policy = build_policy(config, env=source_env)
     if config.has_layer("project") and not config.project_trusted:
+        from .approval.compare import approval_widenings
         from .policy.compare import widenings
 
         baseline = config.without("project")
@@ -66,7 +66,7 @@ def load_policy(cwd: str | None = None, *, home: str | None = None, sandbox_mode
             # user would get without both the project and that choice.
             baseline = baseline.without_setting("default_permissions")
         without = build_policy(baseline, env=source_env)
-        problems = widenings(without, policy, source_env)
+        problems = widenings(without, policy, source_env) + approval_widenings(without, policy)
         if problems:
             project_file = next(layer.source for layer in config.layers if layer.name == "project")
             raise ConfigError(project_file, "", "this project's configuration would loosen the sandbox: "
@@ -156,7 +156,26 @@ class Sandbox:
     def run(self, command, *, cwd: str | None = None, capture_output: bool = False, input: bytes | None = None,
             stdin: StdinMode | None = None, timeout: float | None = None, events_path: str | None = None,
             tty: bool = False, pass_fds=(), forward_signals: bool = False, env: dict | None = None,
-            events: EventLog | None = None, keep_placeholders: bool = True) -> Outcome:
+            events: EventLog | None = None, keep_placeholders: bool = True, approver=None,
+            escalate: str | None = None, isolated: bool = False, setup=(), apply="never",
+            rootfs: str | None = None) -> Outcome:
+        """Run `command` under the policy, after the command rules and the
+        approval policy allow it; returns an Outcome.
+
+        `approver` answers the questions they ask (a callable taking an
+        `ApprovalRequest` and returning "once", "always" or "no", or a
+        coroutine function; default: the controlling terminal, and no
+        terminal means no); `escalate`, the reason to run this command
+        outside the sandbox, asks for that.
+
+        With `isolated`, the workspace is a copy-on-write overlay: the
+        `setup` shell command lines run first, in the same overlay, and the
+        Outcome's `changeset` (isolate.review.RunChanges) lists, diffs,
+        applies or discards what the run changed; `apply` is "never" (keep
+        it for review), "on-success", "ask" or a callable deciding from the
+        RunChanges; `rootfs` a clean base system instead of the host's root.
+        """
+        from .approval import gate
         from .launcher.io import CAPTURE, DEVNULL, INHERIT, PIPE, IOSpec
 
         if isinstance(command, (str, bytes)):
@@ -177,7 +196,18 @@ class Sandbox:
             self.policy = _reload(self.policy)
         self._fresh = False
         policy = self.policy
+        backend = self.backend
+        if isolated:
+            from .backends.isolated import IsolatedBackend
+
+            backend = IsolatedBackend(self.backend, setup=setup, apply=apply, rootfs=rootfs)
+        elif setup or rootfs:
+            raise ValueError("setup and rootfs belong to isolated runs: pass isolated=True")
+        if isolated and escalate:
+            raise ValueError("escalate runs a command outside the sandbox; an isolated run stays in its overlay")
         refusals = self.unenforceable()
+        if isolated:
+            refusals += tuple(PolicyError(item.message(), hint=item.hint) for item in backend.check(policy))
         if refusals:
             first, more = refusals[0], len(refusals) - 1
             raise PolicyError(first.message + (f" (and {more} more: `ringfence status` lists them)" if more else ""),
@@ -186,20 +216,17 @@ class Sandbox:
         cwd = os.path.abspath(cwd or policy.cwd)
         if not os.path.isdir(cwd):
             raise RingfenceError(f"cannot run in {cwd}: no such directory")
-        decision = policy.commands.decide(command)
-        if decision.decision == FORBIDDEN:
-            rule = decision.rule
-            assert rule is not None, "a forbidden decision names its rule"
-            events.emit("run.refused", argv=command, rule=rule.label, origin=rule.origin)
-            raise CommandRefused(f"refused by command rule {rule.label} ({rule.origin})",
-                                 hint="remove or change the rule to run this command")
-        events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
-                    config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
-                    limits=policy.limits.describe())
         source_env = os.environ if env is None else env
         if env is not None:
             _check_environment(env)
         env_result = policy.environment.apply(source_env)
+        events.emit("run.policy", profile=policy.profile, chosen_by=policy.profile_origin,
+                    config_files=list(policy.sources), sandboxed=policy.sandboxed, network=policy.network.mode,
+                    limits=policy.limits.describe())
+        verdict = gate.before_run(policy, command, env=env_result.env, cwd=cwd, approver=approver,
+                                  escalate=escalate, events=events)
+        if verdict.rules is not policy.commands and policy.load_request is None:
+            self.policy = policy.replace(commands=verdict.rules)  # an "always" answer, for a kept policy
         if input is not None:
             stdin_mode = PIPE
         elif stdin is not None:
@@ -209,25 +236,53 @@ class Sandbox:
         output_mode = CAPTURE if capture_output else INHERIT
         io = IOSpec(stdin=stdin_mode, input=input, stdout=output_mode, stderr=output_mode, tty=tty,
                     pass_fds=tuple(pass_fds))
-        if not policy.sandboxed:
-            from .launcher.unsandboxed import run_unsandboxed
+        from .launcher.unsandboxed import run_unsandboxed
 
+        if not policy.sandboxed:
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
-        backend = self.backend
-        assert backend is not None, "a sandboxed policy has a backend"
-        plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         if timeout is None:
             timeout = policy.limits.timeout
+        if verdict.action == "unsandboxed":
+            return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
+                                   events=events, why="approved escalation")
+        assert backend is not None, "a sandboxed policy has a backend"
+        guard = None
+        if policy.git_in_place and not isolated:
+            from .launcher.gitguard import GitGuard
+
+            guard = GitGuard.start(policy.git_in_place)
+        plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
         outcome = backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
                               keep=keep_placeholders)
+        if isolated:
+            # The real workspace was not writable: nothing new can be in it, and a
+            # re-run outside the sandbox would edit what the run was to leave alone.
+            return outcome
         from .launcher.created import report_new_protected
 
-        if report_new_protected(policy, _known_protected(policy), events):
-            outcome = outcome.replace(events=tuple(events.events))
-        return outcome
+        known = _known_protected(policy)
+        report_new_protected(policy, set(known), events)
+        if guard is not None:
+            guard.finish(known, events, events.run_id)
+        if gate.after_failure(policy, command, outcome, cwd=cwd, approver=approver, events=events):
+            return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
+                                   events=events, why="approved re-run after the sandbox denied it")
+        return outcome.replace(events=tuple(events.events))
+
+    async def run_async(self, command, *, approver=None, **options):
+        """`run` for callers inside an event loop: the run waits in a worker
+        thread, and an async `approver` is awaited on the caller's loop."""
+        import asyncio
+
+        from .approval.gate import ThreadedApprover
+
+        if approver is not None:
+            approver = ThreadedApprover(approver, asyncio.get_running_loop())
+        return await asyncio.to_thread(self.run, command, approver=approver, **options)
 
 
 def _known_protected(policy) -> set:
     fs = policy.filesystem
-    return {cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+    return ({cap.path for cap in fs.caps} | {entry.path for entry in fs.protected if entry.exists}
+            | {os.path.join(root, ".git") for root in policy.git_in_place})

@@ -410,3 +410,59 @@ def test_the_ci_pattern_runs(world, scene):
     assert api in world.upstream.paths(), result.stderr
     assert scene.read("ws/out.txt") == "built\n" and "tmp" in result.stdout
     assert "s3cr3t" not in result.stdout
+
+
+def _processes_with(marker: bytes) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if marker in handle.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """state, parent pid, ... of a process (what follows its name); [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def _running(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def test_the_proxy_and_the_sandbox_end_with_a_killed_ringfence(world, scene):
+    import signal
+    import sys
+    import time
+
+    sleeper = f"sleep\0{47 + int.from_bytes(os.urandom(2), 'big') / 1e5}".encode()
+    kwargs = {} if scene.user.is_current else {"user": scene.user.uid, "group": scene.user.gid, "extra_groups": []}
+    launcher = subprocess.Popen([sys.executable, "-P", "-m", "ringfence", "run", "--no-tty", "--",
+                                 *sleeper.decode().split("\0")], cwd=scene.ws, env=scene.env(),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                **kwargs)
+    proxies: list[int] = []
+    deadline = time.time() + 30
+    while time.time() < deadline and not (proxies and _processes_with(sleeper)):
+        proxies = [pid for pid in _processes_with(b"ringfence.proxy.server")
+                   if _stat_fields(pid)[1:2] == [str(launcher.pid)]]
+        time.sleep(0.05)
+    assert proxies and _processes_with(sleeper), "control: the run, and a proxy of its own, are running"
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and (any(map(_running, proxies)) or _processes_with(sleeper)):
+        time.sleep(0.05)
+    left = {pid: (_stat_fields(pid)[:2], open(f"/proc/{pid}/cmdline", "rb").read()[:200])
+            for pid in _processes_with(sleeper)}
+    assert not left, f"the sandbox outlived ringfence: {left}"
+    assert not any(map(_running, proxies)), "the proxy outlived ringfence"

@@ -55,8 +55,6 @@ def _printf(sequence: bytes) -> list[str]:
     return ["sh", "-c", f"printf 'before{escaped}after\\n'"]
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "an OSC number of 31 digits or more is passed as harmless: "
-                                             "ESC ] 000...052 ; is still OSC 52 to terminals that add up digits")
 @pytest.mark.parametrize("options", [(), ("--no-tty",)], ids=["pty", "no-tty"])
 def test_a_zero_padded_clipboard_write_is_dropped(scene, options):
     sequence = b"\x1b]" + b"0" * 29 + b"52;c;" + PAYLOAD + b"\x07"
@@ -67,9 +65,10 @@ def test_a_zero_padded_clipboard_write_is_dropped(scene, options):
     assert b"beforeafter" in output, output
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "ringfence's own warnings print names the sandbox chose, escape "
-                                             "sequences and all, past the filter")
-def test_names_the_sandbox_chose_reach_the_terminal_filtered(scene):
+def test_names_the_sandbox_chose_reach_the_terminal_escaped(scene):
+    """ringfence's own warning names the folder as it is, so that the user can
+    find it, with its control characters escaped: the sequence in the name
+    arrives as text, never as a command."""
     scene.git("init", "-q")
     sequence = b"\x1b]52;c;" + PAYLOAD + b"\x07"
     direct = _on_a_terminal(scene, _printf(sequence))
@@ -77,12 +76,10 @@ def test_names_the_sandbox_chose_reach_the_terminal_filtered(scene):
     escaped = "".join(f"\\{byte:03o}" for byte in sequence)
     output = _on_a_terminal(scene, ["sh", "-c", f"d=$(printf 'x{escaped}y'); mkdir -p \"$d/.claude\""])
     assert b".claude" in output, "control: the run warns about the folder it made"
-    assert PAYLOAD not in output, output
+    assert b"\x1b" not in output and b"\x07" not in output, output
+    assert b"x\\x1b]52;c;" + PAYLOAD + b"\\x07y/.claude" in output, output
 
 
-@pytest.mark.xfail(strict=True, reason=OPEN + "DCS, APC, PM and SOS strings pass whole: kitty's remote control "
-                                             "(DCS @kitty-cmd) and graphics protocol (APC G, t=f/t=s reads and "
-                                             "unlinks host files), tmux passthrough")
 @pytest.mark.parametrize("sequence", [b"\x1bP@kitty-cmd{\"cmd\":\"launch\"}\x1b\\",
                                       b"\x1b_Ga=T,t=f;L2V0Yy9zaGFkb3c=\x1b\\",
                                       b"\x1bPtmux;\x1b\x1b_Ga=T,t=s;eA==\x1b\x1b\\\x1b\\"],

@@ -172,8 +172,10 @@ def test_api_misuse_gets_a_clear_error_before_anything_runs(world):
         box.run(["pwd"], cwd=os.path.join(world.ws, "missing"), capture_output=True)
     with pytest.raises(RingfenceError, match="not a directory"):
         load_policy(os.path.join(world.ws, "missing"), home=world.home)
-    with pytest.raises(ValueError, match="0-8 are used by the sandbox"):
-        box.run(["true"], pass_fds=(8,))
+    from ringfence.backends.bwrap.fds import FIRST_FREE
+
+    with pytest.raises(ValueError, match=f"0-{FIRST_FREE - 1} are used by the sandbox"):
+        box.run(["true"], pass_fds=(FIRST_FREE - 1,))
     outcome = box.run(["echo", b"bytes"], capture_output=True, env=world.env())
     assert outcome.stdout == b"bytes\n"
 

@@ -47,44 +47,75 @@ class World:
         self.default_rules = self.rules / "default.rules"
         self.result = root / "verdict.json"
 
-    def ask(self, argv, answers, mode="untrusted", timeout=60):
+    def ask(self, argv, answers, mode="untrusted"):
         """Run the child on a pty, answering each question in turn; return (verdict, screen)."""
         self.result.unlink(missing_ok=True)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(self.home), "LANG": "C.UTF-8"}
-        pid, master = pty.fork()
-        if pid == 0:  # the child: the pty is its controlling terminal
-            try:
-                os.execve(sys.executable, [sys.executable, "-P", "-c", CHILD, SRC, str(self.project),
-                                           str(self.home), str(self.result), json.dumps(argv), mode], env)
-            finally:
-                os._exit(127)
-        screen = b""
-        answers = list(answers)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                ready, _, _ = select.select([master], [], [], 0.2)
-                if ready:
-                    try:
-                        chunk = os.read(master, 4096)
-                    except OSError:
-                        break
-                    if not chunk:
-                        break
-                    screen += chunk
-                    if screen.endswith(PROMPT_ENDS) and answers:
-                        os.write(master, answers.pop(0).encode() + b"\n")
-                elif os.waitpid(pid, os.WNOHANG) != (0, 0):
-                    pid = 0
-                    break
-        finally:
-            if pid:
-                if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                    os.kill(pid, 9)  # still waiting for an answer the test did not give
-                    os.waitpid(pid, 0)
-            os.close(master)
+        _, screen = converse([sys.executable, "-P", "-c", CHILD, SRC, str(self.project), str(self.home),
+                              str(self.result), json.dumps(argv), mode], env, str(self.project), answers)
         verdict = json.loads(self.result.read_text()) if self.result.exists() else None
-        return verdict, screen.decode("utf-8", "replace")
+        return verdict, screen
+
+
+def converse(argv, env, cwd, answers, *, user=None, stdin: bytes | None = None, timeout=60):
+    """Run `argv` with a pty as its controlling terminal (as `user`; with
+    `stdin` as its standard input instead of the pty), typing each answer
+    when a question ends; return (exit status, everything the pty showed)."""
+    pipe = os.pipe() if stdin is not None else None
+    pid, master = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal
+        try:
+            if pipe is not None:
+                os.dup2(pipe[0], 0)
+                os.close(pipe[0])
+                os.close(pipe[1])
+            if user is not None and not user.is_current:
+                os.setgroups([])
+                os.setgid(user.gid)
+                os.setuid(user.uid)
+            os.chdir(cwd)
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    if pipe is not None:
+        os.close(pipe[0])
+        os.write(pipe[1], stdin)
+        os.close(pipe[1])
+    screen = b""
+    answers = list(answers)
+    status = None
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                screen += chunk
+                if screen.endswith(PROMPT_ENDS) and answers:
+                    os.write(master, answers.pop(0).encode() + b"\n")
+            elif status is None:
+                done, code = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    status = code
+                    break
+    finally:
+        grace = time.monotonic() + 10  # the pty closed: the child is on its way out
+        while status is None:
+            done, code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = code
+            elif time.monotonic() > min(grace, deadline):
+                os.kill(pid, 9)  # still waiting for an answer the test did not give
+                status = os.waitpid(pid, 0)[1]
+            else:
+                time.sleep(0.02)
+        os.close(master)
+    return os.waitstatus_to_exitcode(status), screen.decode("utf-8", "replace")
 
 
 @pytest.fixture
@@ -211,3 +242,91 @@ def test_check_reports_a_broken_rules_file_with_its_line(world, tmp_path):
     bad.write_text('\nprefix_rule(pattern=["git"], decision="allow", not_match=["git status"])\n')
     result = _check(world, "--rules", str(bad), "--", "git", "status")
     assert result.returncode == 125 and f"{bad}:2" in result.stderr and "git status" in result.stderr
+
+
+# -- `ringfence run` on a terminal, as each test user -------------------------------------------
+
+def _run_on_terminal(scene, args, answers, **options):
+    command = [sys.executable, "-P", "-m", "ringfence", "run", *args]
+    return converse(command, scene.env(), scene.ws, answers, user=scene.user, **options)
+
+
+def _default_rules(scene) -> str:
+    return os.path.join(scene.home, ".ringfence", "rules", "default.rules")
+
+
+def test_run_asks_once_always_no_and_always_holds_for_the_next_run(scene):
+    scene.config('approval_policy = "untrusted"\n')
+    made = os.path.join(scene.ws, "made")
+    status, screen = _run_on_terminal(scene, ["--", "touch", "made"], ["n"])
+    assert status == 126 and not os.path.exists(made), screen
+    assert "command:   touch made" in screen and "not approved: touch made" in screen
+    status, screen = _run_on_terminal(scene, ["--", "touch", "made"], ["o"])
+    assert status == 0 and os.path.exists(made), screen
+    assert not os.path.exists(_default_rules(scene))
+    os.unlink(made)
+    status, screen = _run_on_terminal(scene, ["--", "touch", "made"], ["a"])
+    assert status == 0 and os.path.exists(made), screen
+    assert scene.read("home/.ringfence/rules/default.rules") == \
+        'prefix_rule(pattern=["touch", "made"], decision="allow")\n'
+    os.unlink(made)
+    status, screen = _run_on_terminal(scene, ["--", "touch", "made"], [])
+    assert status == 0 and os.path.exists(made) and "run this command?" not in screen, screen
+    # Control: what the remembered rule does not cover is still asked.
+    status, screen = _run_on_terminal(scene, ["--", "touch", "other"], ["n"])
+    assert status == 126 and not scene.exists("ws/other") and "command:   touch other" in screen
+
+
+def test_the_answer_comes_from_the_terminal_not_from_the_commands_stdin(scene):
+    scene.config('approval_policy = "untrusted"\n')
+    status, screen = _run_on_terminal(scene, ["--", "touch", "made"], ["n"], stdin=b"a\no\nyes\n")
+    assert status == 126 and not scene.exists("ws/made"), screen
+    assert not os.path.exists(_default_rules(scene))
+
+
+def test_what_the_question_and_the_refusal_show_is_escaped(scene):
+    scene.config('approval_policy = "untrusted"\n')
+    status, screen = _run_on_terminal(scene, ["--", "touch", "\x1b[2J\x1b]0;pwned\x07x"], ["n"])
+    assert status == 126
+    assert "\\x1b[2J\\x1b]0;pwned\\x07x" in screen
+    assert "\x1b[2J" not in screen and "\x1b]0;pwned" not in screen
+
+
+def test_escalation_runs_outside_the_sandbox_only_after_yes(scene):
+    target = scene.write("outside/target", "before\n")
+    script = f"echo after > {target}"
+    status, screen = _run_on_terminal(scene, ["--", "sh", "-c", script], [])
+    assert status != 0 and scene.read("outside/target") == "before\n"  # control: the sandbox stops it
+    assert f"denied by the sandbox: write to {target}, rule `" in screen  # read from what the terminal showed
+    status, screen = _run_on_terminal(scene, ["--escalate", "updates a file outside", "--", "sh", "-c", script],
+                                      ["n"])
+    assert status == 126 and scene.read("outside/target") == "before\n", screen
+    assert "run this command OUTSIDE the sandbox?" in screen and "why:       updates a file outside" in screen
+    status, screen = _run_on_terminal(scene, ["--escalate", "updates a file outside", "--", "sh", "-c", script],
+                                      ["o"])
+    assert status == 0 and scene.read("outside/target") == "after\n", screen
+
+
+@pytest.mark.parametrize("options", [(), ("--no-tty",)], ids=["pty", "no-tty"])
+def test_on_failure_offers_a_rerun_outside_after_a_denial(scene, options):
+    scene.config('approval_policy = "on-failure"\n')
+    target = scene.write("outside/target", "before\n")
+    script = f"echo after > {target}"
+    status, screen = _run_on_terminal(scene, [*options, "--", "sh", "-c", script], ["n"])
+    assert status == 2 and scene.read("outside/target") == "before\n", screen
+    assert "it failed because of the sandbox; run it again OUTSIDE the sandbox?" in screen
+    assert f"denied by the sandbox: write to {target}" in screen
+    status, screen = _run_on_terminal(scene, [*options, "--", "sh", "-c", script], ["o"])
+    assert status == 0 and scene.read("outside/target") == "after\n", screen
+    # Control: an ordinary failure is not the sandbox's, and nothing is offered.
+    status, screen = _run_on_terminal(scene, [*options, "--", "sh", "-c", "echo failing >&2; exit 3"], ["o"])
+    assert status == 3 and "OUTSIDE" not in screen and "denied by the sandbox" not in screen
+
+
+def test_a_rules_file_that_tries_to_run_code_stops_run_before_anything_runs(scene):
+    marker = os.path.join(scene.base, "MARKER")
+    scene.write("home/.ringfence/rules/evil.rules",
+                f'prefix_rule(pattern=[__import__("os").system("touch {marker}")], decision="allow")\n')
+    result = scene.run(["touch", "ran"])
+    assert result.returncode == 125 and "evil.rules:1" in result.stderr, result.stderr
+    assert not os.path.exists(marker) and not scene.exists("ws/ran")

@@ -19,19 +19,26 @@ def test_git_init_add_commit_in_the_workspace(scene):
     assert not scene.exists("ws/proj/.git/index.lock")
 
 
-def test_protected_repository_is_readable_but_not_committable(scene):
+def test_commits_in_the_projects_own_repository_work_in_place(scene):
     scene.git("init", "-q")
     scene.write("ws/a.txt", "1\n")
     scene.git("add", "a.txt")
     scene.git("commit", "-qm", "first")
-    head = scene.git("rev-parse", "HEAD").stdout
+    head = scene.git("rev-parse", "HEAD").stdout.decode().strip()
+    config = scene.read("ws/.git/config")
     scene.write("ws/a.txt", "2\n")
     result = scene.sh("git status --short > status.txt && git diff > diff.txt && git log --oneline > log.txt")
     assert result.returncode == 0, result.stderr
     assert "a.txt" in scene.read("ws/status.txt")
     assert "+2" in scene.read("ws/diff.txt")
-    scene.sh("git commit -qam second")
-    assert scene.git("rev-parse", "HEAD").stdout == head
+    scene.write("ws/b.txt", "new\n")
+    result = scene.sh("git add b.txt && git commit -qam second && git commit -q --amend -m 'second, amended'")
+    assert result.returncode == 0, result.stderr
+    log = scene.git("log", "--format=%s %P").stdout.decode().splitlines()
+    assert log[0] == f"second, amended {head}"
+    assert scene.git("show", "HEAD:b.txt").stdout == b"new\n"
+    assert scene.read("ws/.git/config") == config
+    assert "b.txt" not in scene.git("status", "--short").stdout.decode()
 
 
 def _write_wheel(path: str):

@@ -111,7 +111,7 @@ def test_a_failed_command_says_which_rule_denied_its_path(scene):
     secret = scene.write("home/.aws/credentials", "[default]\naws_secret_access_key = x\n")
     result = scene.run(["cat", secret])
     assert result.returncode != 0
-    assert f"{secret} is denied by the sandbox" in result.stderr
+    assert f"denied by the sandbox: read of {secret}" in result.stderr
     assert ":credentials" in result.stderr and "to allow it" in result.stderr
 
 

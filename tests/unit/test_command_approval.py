@@ -103,6 +103,30 @@ def test_policy_table(world, argv, mode, questions, action):
     assert verdict.action == action, verdict.reason
 
 
+# With no prompt or forbidden rule at all, nothing can hide in what cannot be
+# checked: the sandbox is the boundary, and only `untrusted` asks about it.
+UNCHECKED = ["sh", "-c", "make $(nproc) 2>&1 | tee log"]
+NO_RULES_TABLE = [
+    (UNCHECKED, "untrusted", 1, "sandboxed"),
+    (UNCHECKED, "on-request", 0, "sandboxed"),
+    (UNCHECKED, "on-request-rule", 0, "sandboxed"),
+    (UNCHECKED, "on-failure", 0, "sandboxed"),
+    (UNCHECKED, "never", 0, "sandboxed"),
+    (["bash", "-lc", "eval \"$BUILD\""], "on-request", 0, "sandboxed"),
+    (["bash", "-lc", "eval \"$BUILD\""], "untrusted", 1, "sandboxed"),
+]
+
+
+@pytest.mark.parametrize("argv, mode, questions, action", NO_RULES_TABLE)
+def test_policy_table_without_rules(world, argv, mode, questions, action):
+    (world.rules_dir / "team.rules").unlink()
+    world.policy = world.load()
+    approver = Recorder(*["once"] * questions)
+    verdict, _ = run(world, argv, mode, approver)
+    assert len(approver.asked) == questions, [r.command for r in approver.asked]
+    assert verdict.action == action, verdict.reason
+
+
 def test_a_prompt_request_carries_command_rule_and_justification(world):
     verdict, approver = run(world, ["sh", "-c", "ls && git push origin"], "on-request", Recorder("once"))
     [request] = approver.asked

@@ -134,3 +134,27 @@ def bash_as_every_shell(tmp_path_factory):
                     'exec "$@"\n')
     sudo.chmod(0o755)
     return str(directory)
+
+
+class _Policy:
+    """What the approval flow reads of a policy."""
+
+    def __init__(self, mode):
+        self.approval_policy = mode
+        self.commands = RULES
+        self.cwd = CWD
+        self.sandboxed = True
+        self.home = "/nonexistent"
+
+
+@SETTINGS
+@given(st.data(), target, st.sampled_from(["untrusted", "on-request", "on-request-rule", "on-failure", "never"]),
+       st.sampled_from([None, "needs it"]))
+def test_forbidden_is_refused_under_every_approval_policy_and_nobody_is_asked(data, path, mode, escalation):
+    from ringfence.approval import decide_run
+
+    argv = data.draw(disguised_argv(("rm", "-rf", path)))
+    asked = []
+    verdict = decide_run(_Policy(mode), argv, env=ENV, cwd=CWD, approver=lambda request: asked.append(request) or "once",
+                         escalation=escalation)
+    assert verdict.action == "refuse" and not asked, (argv, verdict.reason)

@@ -365,3 +365,15 @@ def test_deciding_a_plain_argv_does_not_load_the_shell_parser():
             "r.decide(['sh', '-c', 'ls']); print('tree_sitter' in sys.modules)")
     out = subprocess.run([sys.executable, "-P", "-c", code, src], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "True"]
+
+
+@pytest.mark.parametrize("script", ["ls $(pwd)", "eval ls", "$CMD -la", "source ./x.sh", "ls &&"])
+def test_what_cannot_be_checked_asks_only_where_a_prompt_or_forbidden_rule_could_hide(script):
+    allow_only = CommandRules((CommandRule(("ls",), ALLOW, "x", "ls"),))
+    decision = allow_only.decide(["sh", "-c", script], env=SYSTEM_ENV, cwd="/tmp")
+    assert decision.decision == NO_RULE and "cannot be checked" in decision.why  # never allow
+    assert not decision.safe  # so `untrusted` still asks
+    guarded = allow_only.extended([CommandRule(("docker",), FORBIDDEN, "y", "docker")])
+    assert guarded.decide(["sh", "-c", script], env=SYSTEM_ENV, cwd="/tmp").decision == PROMPT
+    asks = allow_only.extended([CommandRule(("git", "push"), PROMPT, "z", "git push")])
+    assert asks.decide(["sh", "-c", script], env=SYSTEM_ENV, cwd="/tmp").decision == PROMPT

@@ -12,7 +12,7 @@ SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 # the packages that share a layer stay apart from each other.
 LAYERS = [
     ("base", ("ringfence", "ringfence._record", "ringfence._process", "ringfence.errors", "ringfence.events",
-              "ringfence.paths", "ringfence.state", "ringfence.mountinfo")),
+              "ringfence.paths", "ringfence.state", "ringfence.mountinfo", "ringfence.printable")),
     ("config", ("ringfence.config",)),
     ("policy", ("ringfence.policy",)),
     ("launcher", ("ringfence.launcher",)),

@@ -11,7 +11,7 @@ import pytest
 from ringfence.config import load_config
 from ringfence.backends.bwrap import fds
 from ringfence.backends.bwrap.argv import bwrap_argv, mount_args, namespace_args
-from ringfence.backends.bwrap.mounts import MASK_DIR, PLACEHOLDER, build_mount_plan
+from ringfence.backends.bwrap.mounts import MASK_DIR, PLACEHOLDER, RO_BIND, build_mount_plan
 from ringfence.backends.bwrap.plan import HelperJob
 from ringfence.policy import build_policy
 
@@ -26,6 +26,9 @@ class Scene:
         self.root = root
         self.ws = os.path.realpath(root / "ws")
         os.makedirs(os.path.join(self.ws, ".git"))
+        # A repository, not the empty placeholder a kept Sandbox leaves: git in place needs its HEAD.
+        with open(os.path.join(self.ws, ".git", "HEAD"), "w") as head:
+            head.write("ref: refs/heads/main\n")
 
     def path(self, relative):
         return os.path.join(self.ws, relative)
@@ -144,10 +147,22 @@ def test_redundant_read_rule_costs_no_mount(planned):
     assert all(step.dest != "/usr" for step in planned["plan"].steps)
 
 
-def test_existing_git_is_read_only_and_missing_metadata_gets_placeholders(planned):
+def test_the_projects_git_is_committable_but_not_its_config_and_hooks(planned):
     scene, plan, args = planned["scene"], planned["plan"], planned["args"]
     git = scene.path(".git")
-    assert find(args, "--ro-bind", git, git) > find(args, "--bind", scene.ws, scene.ws)
+    # Writable for a commit, and a mount point, so it cannot be renamed away.
+    assert find(args, "--bind", git, git) > find(args, "--bind", scene.ws, scene.ws)
+    assert find(args, "--ro-bind", git, git) < 0
+    for name in ("config", "hooks", "info", "modules", "worktrees"):
+        path = os.path.join(git, name)
+        steps = [step.kind for step in plan.steps if step.dest == path]
+        assert steps in ([RO_BIND], [PLACEHOLDER]), (name, steps)
+        assert find(args, "--bind", git, git) < find(args, "--ro-bind", path, path)
+
+
+def test_missing_metadata_gets_placeholders(planned):
+    scene, plan, args = planned["scene"], planned["plan"], planned["args"]
+    git = scene.path(".git")
     for name in (".codex", ".agents", ".ringfence"):
         path = scene.path(name)
         assert (path, "dir") in plan.placeholders

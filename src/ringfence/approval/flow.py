@@ -14,10 +14,11 @@ approver may be a plain function or a coroutine function.
 
 Events (for `EventLog.emit(type, **fields)`): `command.decision` (argv,
 decision, approval_policy, why, rules: rule, origin, decision, command,
-prefix, certain), `approval.answer` (kind, command, rule, answer,
-remember), `rules.amended` / `rules.already_covered` (file, pattern),
-`run.refused` (argv, reason, rule, origin), `sandbox.denial` (kind,
-target, rule, origin, message).
+prefix, certain), `approval.answer` (kind, command, rule, origin,
+justification, answer, answered_by, remember), `rules.amended` /
+`rules.already_covered` (file, pattern), `run.refused` (argv, reason,
+rule, origin), `sandbox.denial` (kind, target, rule, origin, message,
+evidence, fix).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Awaitable, Callable, Literal, Union
 from .._record import Record
 from ..errors import RingfenceError
 from ..policy.commands import ALLOW, FORBIDDEN, NO_RULE, PROMPT, display_argv
+from .terminal import NOBODY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,19 +67,21 @@ Approver = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
 
 
 class RunVerdict(Record):
-    """What to do: `action`, with `reason` for a refusal; the command-rule
-    `decision`; `events` as (type, fields) pairs for the event log; `rules`
-    the command rules to use from now on (with any remembered rule);
-    `report` the denial report an on-failure verdict rests on."""
+    """What to do: `action`, with `reason` for a refusal and `hint` how to
+    get it to run; the command-rule `decision`; `events` as (type, fields)
+    pairs for the event log; `rules` the command rules to use from now on
+    (with any remembered rule); `report` the denial report an on-failure
+    verdict rests on."""
 
-    __slots__ = ("action", "reason", "decision", "events", "rules", "report")
-    _defaults = {"report": None}
+    __slots__ = ("action", "reason", "decision", "events", "rules", "report", "hint")
+    _defaults = {"report": None, "hint": None}
     action: Action
     reason: str | None
     decision: CommandDecision | None
     events: tuple[tuple[str, dict[str, Any]], ...]
     rules: CommandRules
     report: DenialReport | None
+    hint: str | None
 
     @property
     def runs(self) -> bool:
@@ -154,7 +158,7 @@ async def _run_flow(flow, approver, resolve):
             answer = approver(request)
             if hasattr(answer, "__await__"):
                 answer = resolve(answer) if resolve is not None else await answer
-            request = flow.send(_checked(answer))
+            request = flow.send((_checked(answer), answered_by(approver)))
     except StopIteration as done:
         return done.value
 
@@ -172,8 +176,8 @@ def _await_here(awaitable):
     close = getattr(awaitable, "close", None)
     if close:
         close()
-    raise RingfenceError("an async approver was given to decide_run inside a running event loop",
-                         hint="await decide_run_async(...) instead")
+    raise RingfenceError("an async approver was given to a synchronous call inside a running event loop",
+                         hint="await Sandbox.run_async(...) (or decide_run_async(...)) instead")
 
 
 def _checked(answer) -> Answer:
@@ -189,6 +193,16 @@ def _default_approver():
     return TerminalApprover()
 
 
+def answered_by(approver) -> str:
+    """Who gave the last answer, for the event log: an approver may say
+    (`answered_by`, as the terminal approver does), else its name."""
+    said = getattr(approver, "answered_by", None)
+    if isinstance(said, str):
+        return said
+    name = getattr(approver, "__qualname__", None) or type(approver).__qualname__
+    return f"approver {name}"
+
+
 # -- the flows ----------------------------------------------------------------------------
 
 
@@ -202,21 +216,26 @@ def _before_run(policy, argv, env, cwd, mode_name, escalation, rules, rules_path
     decision = rules.decide(argv, env=env, cwd=cwd)
     events.append(("command.decision", _decision_fields(argv, decision, mode.name)))
 
-    def verdict(action, reason=None):
+    def verdict(action, reason=None, hint=None):
         if action == "refuse":
             events.append(("run.refused", {"argv": list(argv), "reason": reason,
                                            "rule": decision.rule.label if decision.rule else None,
                                            "origin": decision.rule.origin if decision.rule else None}))
-        return RunVerdict(action, reason, decision, tuple(events), rules)
+        return RunVerdict(action, reason, decision, tuple(events), rules, None, hint)
 
     if decision.decision == FORBIDDEN:
-        return verdict("refuse", f"refused by a command rule: {decision.why}")
+        return verdict("refuse", f"refused by a command rule: {decision.why}",
+                       "remove or change the rule to run this command (`ringfence check -- COMMAND` shows it)")
     asks = _questions(decision, mode)
+    never_hint = ('approval_policy = "never" refuses what needs a person: allow the command with a rule, '
+                  'or choose "on-request" to be asked')
     if not mode.asks:
         if asks:
-            return verdict("refuse", f"needs approval, and approval_policy = never does not ask: {asks[0].why}")
+            return verdict("refuse", f"needs approval, and approval_policy = never does not ask: {asks[0].why}",
+                           never_hint)
         if escalation:
-            return verdict("refuse", "asks to run outside the sandbox, and approval_policy = never does not ask")
+            return verdict("refuse", "asks to run outside the sandbox, and approval_policy = never does not ask",
+                           never_hint)
         return verdict(_where(policy))
     settled = False
     for part in asks:
@@ -226,10 +245,11 @@ def _before_run(policy, argv, env, cwd, mode_name, escalation, rules, rules_path
         request = ApprovalRequest("prompt", argv, tuple(part.argv), part.rule.label if part.rule else None,
                                   part.rule.origin if part.rule else None,
                                   part.rule.justification if part.rule else None, part.why, remember)
-        answer = yield request
-        events.append(("approval.answer", _answer_fields(request, answer)))
+        answer, by = yield request
+        events.append(("approval.answer", _answer_fields(request, answer, by)))
         if answer == "no":
-            return verdict("refuse", f"not approved: {display_argv(part.argv)}")
+            return verdict("refuse", _not_approved(f"not approved: {display_argv(part.argv)}", by),
+                           _refused_hint(by))
         if answer == "always" and remember:
             rules = _remember(policy, rules, part.cover, env, cwd, rules_path, events)
         if part.unproven is not None and tuple(part.cover or ()) == argv:
@@ -238,10 +258,11 @@ def _before_run(policy, argv, env, cwd, mode_name, escalation, rules, rules_path
         justification = escalation if isinstance(escalation, str) else None
         request = ApprovalRequest("escalation", argv, argv, None, None, justification,
                                   "asks to run outside the sandbox", None)
-        answer = yield request
-        events.append(("approval.answer", _answer_fields(request, answer)))
+        answer, by = yield request
+        events.append(("approval.answer", _answer_fields(request, answer, by)))
         if answer == "no":
-            return verdict("refuse", "running outside the sandbox was not approved")
+            return verdict("refuse", _not_approved("running outside the sandbox was not approved", by),
+                           _refused_hint(by))
         return verdict("unsandboxed")
     return verdict(_where(policy))
 
@@ -255,7 +276,8 @@ def _after_failure(policy, argv, exit_code, stderr, run_events, cwd, mode_name):
     report = denial_report(policy, argv, stderr, run_events, cwd=cwd)
     for denial in report.denials:
         events.append(("sandbox.denial", {"kind": denial.kind, "target": denial.target, "rule": denial.rule,
-                                          "origin": denial.origin, "message": denial.message}))
+                                          "origin": denial.origin, "message": denial.message,
+                                          "evidence": denial.evidence, "fix": denial.fix}))
 
     def verdict(action, reason=None):
         return RunVerdict(action, reason, None, tuple(events), policy.commands, report)
@@ -270,10 +292,10 @@ def _after_failure(policy, argv, exit_code, stderr, run_events, cwd, mode_name):
         return verdict("refuse", f"refused by a command rule: {decision.why}")
     request = ApprovalRequest("retry-unsandboxed", argv, argv, report.denials[0].rule, report.denials[0].origin,
                               None, "; ".join(d.message for d in report.denials), None)
-    answer = yield request
-    events.append(("approval.answer", _answer_fields(request, answer)))
+    answer, by = yield request
+    events.append(("approval.answer", _answer_fields(request, answer, by)))
     if answer == "no":
-        return verdict("refuse", "the unsandboxed re-run was not approved")
+        return verdict("refuse", _not_approved("the unsandboxed re-run was not approved", by))
     return verdict("unsandboxed")
 
 
@@ -321,9 +343,21 @@ def _decision_fields(argv, decision, mode_name) -> dict:
                        "certain": m.certain} for m in decision.matches]}
 
 
-def _answer_fields(request, answer) -> dict:
-    return {"kind": request.kind, "command": list(request.command), "rule": request.rule, "answer": answer,
-            "remember": request.remember if answer == "always" else None}
+def _answer_fields(request, answer, by) -> dict:
+    return {"kind": request.kind, "command": list(request.command), "rule": request.rule,
+            "origin": request.origin, "justification": request.justification, "answer": answer,
+            "answered_by": by, "remember": request.remember if answer == "always" else None}
+
+
+def _not_approved(reason: str, by: str) -> str:
+    return f"{reason}: nobody could be asked (no terminal, and no approver was given)" if by == NOBODY else reason
+
+
+def _refused_hint(by: str) -> str:
+    if by == NOBODY:
+        return ("run it from a terminal to be asked, pass approver= from Python, or allow it with a rule "
+                "(`ringfence check -- COMMAND` shows what asks)")
+    return "the answer was no; allow it with a rule to stop being asked, or change the command"
 
 
 def describe_approval(decision, policy, mode_name=None) -> str:

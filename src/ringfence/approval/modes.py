@@ -40,6 +40,28 @@ class ApprovalPolicy(Record):
     retries: bool
 
 
+# Situations a policy answers, and how much each answer lets run: refusing
+# (or offering nothing) < asking a person < running without asking.
+SITUATIONS = ("a command a prompt rule names, or one that cannot be checked",
+              "a command no rule matches (and not on the read-only list)",
+              "a request to run outside the sandbox",
+              "a failure the sandbox caused")
+_LEVELS = {"refuse": 0, "nothing": 0, "ask": 1, "offer a re-run outside the sandbox": 1, "run": 2}
+
+
+def outcomes(policy: ApprovalPolicy) -> tuple[str, ...]:
+    """What `policy` does in each of `SITUATIONS`, in that order."""
+    return ("ask" if policy.asks else "refuse", "ask" if policy.asks_unmatched else "run",
+            "ask" if policy.asks else "refuse", "offer a re-run outside the sandbox" if policy.retries else "nothing")
+
+
+def looser_than(candidate: ApprovalPolicy, base: ApprovalPolicy) -> list[str]:
+    """Each situation in which `candidate` lets more run than `base`, as a sentence."""
+    return [f"{situation}: {before} -> {after}"
+            for situation, before, after in zip(SITUATIONS, outcomes(base), outcomes(candidate))
+            if _LEVELS[after] > _LEVELS[before]]
+
+
 _POLICIES = {
     "untrusted": ApprovalPolicy("untrusted", True, True, False),
     "on-request": ApprovalPolicy("on-request", True, False, False),

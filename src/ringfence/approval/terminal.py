@@ -12,20 +12,11 @@ from __future__ import annotations
 
 import os
 
+from ..printable import printable
+
+NOBODY = "nobody (no terminal to ask on)"
 _ANSWERS = {"o": "once", "once": "once", "y": "once", "yes": "once", "a": "always", "always": "always",
             "n": "no", "no": "no", "": "no"}
-
-
-def printable(text: str) -> str:
-    """`text` with control characters (and the C1 set, and DEL) escaped."""
-    out = []
-    for char in text:
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code < 0xA0 or char in "\u2028\u2029\u202e\u202d\u2066\u2067\u2068\u2069":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def question(request) -> str:
@@ -56,26 +47,30 @@ class TerminalApprover:
     def __init__(self, tty: str = "/dev/tty", *, attempts: int = 3):
         self.tty = tty
         self.attempts = attempts
+        self.answered_by = None  # who gave the last answer, for the event log
 
     def __call__(self, request) -> str:
+        self.answered_by = NOBODY
         try:
             fd = os.open(self.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
         except OSError:
             return "no"
         try:
-            return self._ask(fd, request)
+            answer = self._ask(fd, request)
         except OSError:  # the terminal went away (EIO once its other side closes): nobody to ask
             return "no"
         finally:
             os.close(fd)
+        self.answered_by = f"a person on the terminal ({self.tty})" if answer is not None else NOBODY
+        return answer or "no"
 
-    def _ask(self, fd: int, request) -> str:
+    def _ask(self, fd: int, request) -> str | None:
         text = question(request)
         for _ in range(self.attempts):
             _write(fd, text.encode("utf-8", "replace"))
             line = _read_line(fd)
             if line is None:
-                return "no"
+                return None  # end of input: nobody answered
             answer = _ANSWERS.get(line.strip().lower())
             if answer == "always" and not request.remember:
                 answer = None

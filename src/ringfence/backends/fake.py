@@ -60,6 +60,7 @@ class FakeBackend:
         started = time.monotonic()
         events.emit("run.start", argv=plan.command, backend=self.name,
                     env_dropped=sorted({name for name, _reason in plan.dropped_env}))
+        tail = None
         if self.handler is not None:
             code, stdout, stderr = self.handler(plan)
             reason = "exited"
@@ -78,11 +79,12 @@ class FakeBackend:
                 process.returncode = result.exit_code  # reaped by the supervisor
             finally:
                 streams.close()
-            code, stdout, stderr, reason = exit_status(result), result.stdout, result.stderr, result.reason
+            code, stdout, stderr, reason, tail = (exit_status(result), result.stdout, result.stderr, result.reason,
+                                                  result.tail)
         duration = time.monotonic() - started
         events.emit("run.end", exit_code=code, reason=reason, duration=round(duration, 4))
         return Outcome(exit_code=code, stdout=stdout, stderr=stderr, events=tuple(events.events), duration=duration,
-                       reason=reason, sandboxed=False)
+                       reason=reason, sandboxed=False, shown_tail=tail)
 
     def close(self) -> None:
         self.closed = True

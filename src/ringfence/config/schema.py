@@ -413,6 +413,37 @@ class CommandRuleSpec(Table):
             raise ctx.error(path + ["decision"], "give allow or decision, not both", accepted=accepted)
         return out
 
+class _AnyKey:
+    """Every key: Codex's own `[cloud]` settings load and are listed as ignored."""
+
+    def __contains__(self, key) -> bool:
+        return True
+
+
+def _check_mount_target(item, path, ctx):
+    _check_absolute(item, path, ctx)
+    if item.rstrip("/") in ("", "/proc", "/dev") or item.startswith(("/proc/", "/dev/")):
+        raise ctx.error(path, f'"{item}" cannot take a mount', accepted="an absolute path other than /, "
+                                                                      "and outside /proc and /dev")
+
+
+class MountSpec(Table):
+    """One `[[cloud.additional_mounts]]` entry: what an isolated run sees
+    beside the workspace and the read-only base system."""
+
+    def __init__(self):
+        super().__init__({"source": Str(), "target": Str(), "readonly": Bool()}, required=("source",))
+
+    def check(self, value, path, ctx):
+        out = super().check(value, path, ctx)
+        _check_absolute(out["source"].value, path + ["source"], ctx)
+        if "target" in out:
+            _check_mount_target(out["target"].value, path + ["target"], ctx)
+        return out
+
+
+CLOUD = Table({"additional_mounts": TableList(MountSpec())}, foreign=_AnyKey())
+
 # Keys a Codex `[profiles.NAME]` table may set that matter to the sandbox.
 CONFIG_PROFILE = Table({
     "sandbox_mode": Enum(*SANDBOX_MODES),
@@ -440,6 +471,7 @@ ROOT_FIELDS: dict[str, Spec | None] = {
     "profiles": Map(CONFIG_PROFILE),
     "protection": Table({"credentials": Bool(), "metadata": StrList(item_check=_check_metadata_name)}),
     "limits": LIMITS,
+    "cloud": CLOUD,
     "projects": None,  # filled per layer: only the user's own layers may mark trust
 }
 

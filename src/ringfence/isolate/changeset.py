@@ -31,6 +31,7 @@ import os
 import stat
 
 from .._record import Record
+from ..printable import printable
 from .protect import Protection
 from .tree import CHUNK
 
@@ -165,8 +166,9 @@ class Changeset(Record):
                 notes.append("binary")
             if change.protected:
                 notes.append("protected: not applied")
-            out.append(f"{change.letter} {shown}" + (f"  ({', '.join(notes)})" if notes else ""))
-        out += [f"! {conflict.path}: {conflict.reason}" for conflict in self.conflicts]
+            # The sandbox named these paths: shown escaped, one line each.
+            out.append(f"{change.letter} {printable(shown)}" + (f"  ({', '.join(notes)})" if notes else ""))
+        out += [f"! {printable(conflict.path)}: {printable(conflict.reason)}" for conflict in self.conflicts]
         return out
 
     def to_json(self) -> dict:

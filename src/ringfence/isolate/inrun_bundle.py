@@ -6,7 +6,7 @@ hooks or index. Runs inside the sandbox, so it imports nothing of
 ringfence: `python3 -I -S inrun_bundle.py REPOSITORY START_REFS OUT`.
 
 START_REFS holds the refs at start as written by the host ("<commit>
-<refname>" lines, HEAD included). OUT receives a bundle of every branch
+<refname>" lines, HEAD included). OUT ("-" for standard output) receives a bundle of every branch
 whose tip moved or appeared (and HEAD, when detached and moved), excluding
 everything reachable from the refs at start. Exit 0 with OUT written, 3
 when there is nothing new (OUT not written), 1 when git failed.
@@ -19,11 +19,13 @@ import sys
 NOTHING_NEW = 3
 
 
-def _git(repository, *args):
+def _git(repository, *args, to_stdout=False):
     env = {"PATH": os.environ.get("PATH") or "/usr/bin:/bin", "HOME": os.environ.get("HOME") or "/",
            "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+    # The bundle itself may go to this process's standard output, untouched.
     return subprocess.run(["git", "-C", repository, "-c", "core.hooksPath=/dev/null", *args], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+                          stdin=subprocess.DEVNULL, stdout=None if to_stdout else subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
 
 
 def refs_now(repository):
@@ -57,7 +59,7 @@ def bundle_since(repository, start, out):
     if not moved:
         return False
     exclude = sorted(set(start.values()))
-    made = _git(repository, "bundle", "create", "--quiet", out, *moved, "--not", *exclude)
+    made = _git(repository, "bundle", "create", "--quiet", out, *moved, "--not", *exclude, to_stdout=out == "-")
     if made.returncode != 0:
         if "empty bundle" in made.stderr:
             return False
@@ -70,7 +72,8 @@ def main(argv):
         sys.stderr.write("usage: inrun_bundle.py REPOSITORY START_REFS OUT\n")
         return 2
     try:
-        written = bundle_since(argv[0], read_start(argv[1]), os.path.abspath(argv[2]))
+        out = argv[2] if argv[2] == "-" else os.path.abspath(argv[2])
+        written = bundle_since(argv[0], read_start(argv[1]), out)
     except (OSError, RuntimeError) as exc:
         sys.stderr.write(f"ringfence: cannot bundle the run's commits: {exc}\n")
         return 1

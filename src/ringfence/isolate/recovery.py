@@ -11,6 +11,7 @@ import os
 
 from .._record import Record
 from ..errors import RingfenceError
+from ..printable import printable
 from .journal import Journal, recover_journal
 from .overlay import clean_workdir
 from .store import Run, RunLock, load_run, remove_run, run_ids, runs_dir, save_run, try_lock
@@ -41,7 +42,7 @@ class RecoveryReport(Record):
         out += [f"isolated run {run}: an interrupted apply was completed" for run in self.rolled_forward]
         out += [f"isolated run {run} was interrupted; review it with `ringfence changes`, or discard it"
                 for run in self.interrupted]
-        out += [f"isolated run {run}: recovery failed: {message}" for run, message in self.failed]
+        out += [f"isolated run {run}: recovery failed: {printable(message)}" for run, message in self.failed]
         return out
 
 

@@ -17,8 +17,9 @@ import time
 
 from . import signals
 
-from .terminal import TerminalFilter, copy_window_size, foreground_group
+from .terminal import TerminalFilter, copy_window_size, filter_for, foreground_group
 
+TAIL_BYTES = 64 * 1024  # of what the user's terminal was shown, for the denial report
 GRACE_SECONDS = 3.0
 DRAIN_SECONDS = 2.0
 TERMINATING = (signals.SIGINT, signals.SIGTERM, signals.SIGHUP, signals.SIGQUIT)
@@ -27,7 +28,7 @@ TERMINATING = (signals.SIGINT, signals.SIGTERM, signals.SIGHUP, signals.SIGQUIT)
 class Supervised:
     """What the loop observed: the command's status and anything captured."""
 
-    __slots__ = ("exit_code", "wait_status", "stdout", "stderr", "reason")
+    __slots__ = ("exit_code", "wait_status", "stdout", "stderr", "reason", "tail")
 
     def __init__(self):
         self.exit_code = None
@@ -35,6 +36,7 @@ class Supervised:
         self.stdout = None
         self.stderr = None
         self.reason = "exited"
+        self.tail = None
 
 
 class Supervisor:
@@ -65,9 +67,9 @@ class Supervisor:
         self.kill_at: float | None = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        self.pty_filter = TerminalFilter()
+        self.pty_filter = filter_for(pty_output) if pty_output is not None else TerminalFilter()
         self.relays = dict(relays or {})
-        self.relay_filters = {fd: TerminalFilter() for fd in self.relays}
+        self.relay_filters = {fd: filter_for(terminal) for fd, terminal in self.relays.items()}
         self.input_relay = input_relay
         self.to_input = bytearray()
         self._status = initial_status
@@ -78,6 +80,9 @@ class Supervisor:
             self.sandbox_pid = pid
         self._out: list[bytes] = []
         self._err: list[bytes] = []
+        # The end of the errors shown on the user's terminal (the pty's output,
+        # or the stderr relay), so a failure can still be explained.
+        self._tail = bytearray() if pty_output is not None or 2 in self.relays.values() else None
 
     # --- signals -----------------------------------------------------------------
 
@@ -204,7 +209,14 @@ class Supervisor:
             self.result.stdout = b"".join(self._out)
         if self.stderr_fd is not None:
             self.result.stderr = b"".join(self._err)
+        if self._tail is not None:
+            self.result.tail = bytes(self._tail)
         return self.result
+
+    def _keep(self, chunk: bytes):
+        self._tail += chunk
+        if len(self._tail) > TAIL_BYTES:
+            del self._tail[:len(self._tail) - TAIL_BYTES]
 
     def _poll_timeout(self, exited_at):
         limits = []
@@ -259,6 +271,8 @@ class Supervisor:
         elif name == "stderr":
             self._err.append(chunk)
         elif name == "relay":
+            if self.relays[fd] == 2 and self._tail is not None:
+                self._keep(chunk)
             chunk = self.relay_filters[fd].feed(chunk)
             if chunk:
                 _write_all(self.relays[fd], chunk)
@@ -319,6 +333,8 @@ class Supervisor:
                 unwatch(fd)
                 return
             if chunk:
+                if self._tail is not None:
+                    self._keep(chunk)
                 chunk = self.pty_filter.feed(chunk)
                 if chunk:
                     _write_all(self.pty_output, chunk)

@@ -1,4 +1,5 @@
-"""danger-full-access: the command runs without any sandbox, and says so.
+"""A command run without any sandbox (danger-full-access, or an approved
+request to run outside it), and saying so.
 
 Only the environment policy still applies. The command shares ringfence's
 process group, so terminal keys reach it directly, as in a shell.
@@ -14,11 +15,12 @@ from .io import CAPTURE, DEVNULL, PIPE
 from .outcome import Outcome
 
 
-def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events) -> Outcome:
+def run_unsandboxed(policy, command, *, cwd, env, io, timeout, events, why: str | None = None) -> Outcome:
+    """`why` says what let it run outside a sandbox policy (None: the policy is danger-full-access)."""
     import subprocess
 
     events.emit("run.start", argv=command, backend="none", sandboxed=False,
-                warning="danger-full-access: no sandbox")
+                warning=f"no sandbox: {why}" if why else "danger-full-access: no sandbox")
     started = time.monotonic()
     stdin = subprocess.PIPE if io.stdin == PIPE else (subprocess.DEVNULL if io.stdin == DEVNULL else None)
     capture = subprocess.PIPE if io.stdout == CAPTURE else None

@@ -21,7 +21,8 @@ from .filesystem import READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE,
 from .limits import Limits
 from .network import FULL, LIMITED, OFF, NetworkPolicy, network_options
 from .profiles import Selection, resolve_profile, select_profile
-from .protection import nested_protection_specs, outermost, own_files, protected_entries, writable_before_scan
+from .protection import (nested_protection_specs, outermost, own_files, own_repositories, protected_entries,
+                         writable_before_scan)
 from .record import Policy
 from .refusals import check_hard_links, check_symlinks, refuse_credentials_as_workspace, refuse_home_as_workspace
 from .scan import scan_globs
@@ -129,9 +130,12 @@ def build(config, *, env=None) -> Policy:
     sources = tuple(config.sources)
     ignored = tuple(config.ignored)
 
+    from .cloud import additional_mounts
+
     common = dict(profile=selection.name, profile_origin=selection.origin, cwd=cwd, home=home,
                   project_roots=project_roots, commands=commands, approval_policy=approval,
-                  project_trusted=config.project_trusted, sources=sources, ignored_keys=ignored, limits=limits)
+                  project_trusted=config.project_trusted, sources=sources, ignored_keys=ignored, limits=limits,
+                  additional_mounts=additional_mounts(config, home))
     if selection.name == FULL_ACCESS_PROFILE:
         filesystem = FilesystemPolicy([PathRule("/", WRITE, BUILTIN, f"{FULL_ACCESS_PROFILE} (no sandbox)")])
         return Policy(sandboxed=False, filesystem=filesystem, network=NetworkPolicy(FULL, FULL_ACCESS_PROFILE),
@@ -201,7 +205,12 @@ def build(config, *, env=None) -> Policy:
             hint="narrow the writable folders to the projects worked on, or deny the folder that holds "
                  'the others ("/path/to/repos" = "read")'))
         nested_repositories = nested_repositories[:MAX_NESTED_REPOSITORIES]
-    protected = protected_entries(writable_roots, names, home, env, nested_repositories, refusals)
+    # The project's own repository is committed to in place (see protection.py):
+    # its .git is no nested repository to cap read-only whole.
+    in_place = own_repositories(project_roots, writable_roots) if (".git", "dir") in names else []
+    in_place_dirs = {os.path.join(root, ".git") for root in in_place}
+    glob_caps = [cap for cap in glob_caps if cap.path not in in_place_dirs]
+    protected = protected_entries(writable_roots, names, home, env, nested_repositories, refusals, in_place)
     caps = [Cap(entry.path, READ, PathRule(entry.path, READ, BUILTIN, entry.label, kind="protected",
                                            tier=TIER_PROTECTED, spelled=entry.path)) for entry in protected]
     caps += glob_caps
@@ -221,4 +230,4 @@ def build(config, *, env=None) -> Policy:
         ("process cap: " + ", ".join(limits.describe()), '[limits] processes = "unlimited"'),
     )
     return Policy(sandboxed=True, filesystem=filesystem, network=network, environment=environment, builtins=builtins,
-                  refusals=tuple(refusals), notices=tuple(notices), **common)
+                  refusals=tuple(refusals), notices=tuple(notices), git_in_place=tuple(in_place), **common)

@@ -18,9 +18,13 @@ alone:
   what it runs (`sudo apt`) does. An allow never carries through `sudo`.
 - What cannot be proven plain (command substitution, `eval`, `source`,
   functions, `$VAR` as a command name, a shell reading a file or its input,
-  options of a wrapper this module does not know, parse errors) is at least
-  `prompt`, unless an allow rule names that exact text (as "always" answers
-  write). A `forbidden` command found anywhere inside still forbids the lot.
+  options of a wrapper this module does not know, parse errors) is never
+  allowed, unless an allow rule names that exact text (as "always" answers
+  write). It is `prompt` when the rules hold any `prompt` or `forbidden`
+  rule, since what cannot be checked could be that command; with none, it
+  is `no-rule` (there is nothing it could evade: the approval policy
+  decides, and `untrusted` asks, since it is never on the read-only list).
+  A `forbidden` command found anywhere inside still forbids the lot.
 - A word known only at run time (`$F`, a glob) cannot be matched for sure:
   where it could complete a forbidden or prompt rule, the command is
   `prompt`; it never completes an allow rule.
@@ -240,13 +244,14 @@ class CommandRules:
     """The command rules of a policy. Immutable; decisions are pure apart from
     looking up programs on the command's PATH."""
 
-    __slots__ = ("rules", "host_executables", "files", "_by_token", "_by_path", "_hosts")
+    __slots__ = ("rules", "host_executables", "files", "_by_token", "_by_path", "_hosts", "_guarded")
     rules: tuple[CommandRule, ...]
     host_executables: tuple[HostExecutable, ...]
     files: tuple[str, ...]
     _by_token: dict[str, _Bucket]
     _by_path: dict[str, _Bucket]
     _hosts: dict[str, frozenset[str]]
+    _guarded: bool
 
     def __init__(self, rules=(), host_executables=(), files=()):
         rules = tuple(rules)
@@ -271,6 +276,8 @@ class CommandRules:
         object.__setattr__(self, "_by_token", {key: _Bucket(found) for key, found in by_token.items()})
         object.__setattr__(self, "_by_path", {key: _Bucket(found) for key, found in by_path.items()})
         object.__setattr__(self, "_hosts", hosts)
+        # Whether anything could hide in a command that cannot be checked.
+        object.__setattr__(self, "_guarded", any(rule.decision != ALLOW for rule in rules))
 
     def __setattr__(self, name, value):
         raise AttributeError("CommandRules is immutable")
@@ -520,9 +527,13 @@ class CommandRules:
             reason = ("the script changes the directory or PATH first, so which program this is is not certain"
                       if known else "a word in it is known only at run time")
             why = f"{command}{where} could match {_cite(rule)} ({doubtful.rule.decision}): {reason}"
-        elif unproven is not None and covering is None:
+        elif unproven is not None and covering is None and self._guarded:
             verdict, rule = PROMPT, None
             why = f"{command}{where} cannot be checked: {unproven}"
+        elif unproven is not None and covering is None:
+            verdict, rule = NO_RULE, None
+            why = (f"{command}{where} cannot be checked ({unproven}); with no prompt or forbidden rule, there is "
+                   "nothing it could evade")
         elif covering is not None:
             verdict, rule = ALLOW, covering.rule
             why = f"{command}{where} is allowed by {_cite(rule)}"
@@ -533,6 +544,19 @@ class CommandRules:
                 and _is_safe(payload))
         return CommandPart(payload.argv, verdict, payload.via, tuple(matches), unproven, safe, rule, why,
                            _cover(chain))
+
+
+def names_unchecked_text(rule: CommandRule) -> bool:
+    """Whether an allow `rule` could allow a command that cannot be checked:
+    one whose program runs text or other commands (a shell, `eval`, a
+    wrapper), which a rule allows only by naming the whole text."""
+    first = rule.pattern[0]
+    for program in (first,) if isinstance(first, str) else first:
+        name = program.rsplit("/", 1)[-1]
+        if (name in SHELLS or name in WRAPPERS or name == "find" or name in _RUNS_TEXT or name in _RUNS_FILE
+                or name in _UNCHECKABLE or name in _EVALUATING_BUILTINS):
+            return True
+    return False
 
 
 def _cover(chain) -> tuple[str, ...] | None:

@@ -31,6 +31,11 @@ def widenings(base, candidate, source_env) -> list[str]:
             rule = after.rule.describe() if after.rule else "no rule"
             found.append(f"{path}: {before.access} -> {after.access} by {rule}")
     found.extend(network_widenings(base.network, candidate.network))
+    granted = {(mount.source, mount.target, mount.readonly) for mount in base.additional_mounts}
+    for mount in candidate.additional_mounts:
+        if (mount.source, mount.target, mount.readonly) not in granted \
+                and (mount.source, mount.target, False) not in granted:
+            found.append(f"isolated runs: mounts {mount.describe()}")
     for field in ("processes", "memory", "cpu_time", "timeout", "temporary_space"):
         before, after = getattr(base.limits, field), getattr(candidate.limits, field)
         if before is not None and (after is None or after > before):

@@ -60,11 +60,37 @@ def nested_protection_specs(roots, names) -> list[GlobSpec]:
     return specs
 
 
-def protected_entries(writable_roots, names, home, env, repositories=(), refusals=None):
+# In a repository that is committed to in place, git writes objects, refs,
+# logs, the index, HEAD and the like; what makes git run code, or read its
+# configuration from elsewhere, stays read-only, and a missing one of these
+# cannot be created. (`commondir`, which an empty placeholder would break,
+# and the index's submodules are checked after the run: launcher/gitguard.py.)
+GIT_IN_PLACE_PROTECTED = (("config", "file"), ("config.worktree", "file"), ("hooks", "dir"), ("info", "dir"),
+                          ("modules", "dir"), ("worktrees", "dir"))
+
+
+def own_repositories(project_roots, writable_roots) -> list[str]:
+    """The projects whose own repository is committed to in place: a writable
+    project root whose `.git` is a real folder holding a repository (not the
+    empty placeholder a Sandbox keeps there between runs; a linked
+    worktree's gitdir, elsewhere, stays read-only whole)."""
+    found = []
+    for root in project_roots:
+        dot_git = os.path.join(root, ".git")
+        head = os.path.join(dot_git, "HEAD")
+        if root in writable_roots and os.path.isdir(dot_git) and not os.path.islink(dot_git) \
+                and os.path.isfile(head) and not os.path.islink(head):
+            found.append(root)
+    return found
+
+
+def protected_entries(writable_roots, names, home, env, repositories=(), refusals=None, in_place=()):
     """Protected metadata at the top of each writable root, the hooks directory
     git is configured to use, and every git config file (includes too) that a
     writable root holds, as ProtectedPath records. `repositories` are the
-    work trees of nested repositories, whose hooks and config count too."""
+    work trees of nested repositories, whose hooks and config count too;
+    `in_place` the roots whose own `.git` is writable but for
+    GIT_IN_PLACE_PROTECTED (see own_repositories)."""
     entries = []
 
     def writable(path):
@@ -119,7 +145,7 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
         chain = git_config_chain(root, home, env) if os.path.lexists(os.path.join(root, ".git")) else []
         for spelled in chain:
             config = canonical(spelled)
-            if writable(config) and not is_within(config, os.path.join(root, ".git")):
+            if writable(config) and (root in in_place or not is_within(config, os.path.join(root, ".git"))):
                 refuse_swappable_links(spelled, "the git config file", "include the real path instead")
                 entries.append(ProtectedPath(config, "file", os.path.lexists(config), f"git config read for {root}"))
         for spelled in chain:
@@ -133,7 +159,9 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
                 refuse(refusals, PolicyError(f"core.hooksPath {hooks} is a symlink inside a writable root",
                                               hint="point core.hooksPath at the real directory"))
             entries.append(ProtectedPath(hooks, "dir", os.path.isdir(hooks), f"core.hooksPath of {root}"))
-        if chain and not hooks:
+        if chain and not hooks and root in in_place:
+            hooks = canonical(default_hooks(root))
+        elif chain and not hooks:
             default = default_hooks(root)
             hooks = canonical(default)
             if os.path.islink(default) and writable(hooks):
@@ -156,6 +184,20 @@ def protected_entries(writable_roots, names, home, env, repositories=(), refusal
                     hint=f"replace the symlink with the real {kind}, or make {root} read-only"))
                 continue
             exists = os.path.lexists(path)
+            if name == ".git" and root in in_place:
+                for inner, inner_kind in GIT_IN_PLACE_PROTECTED:
+                    inside = os.path.join(path, inner)
+                    if os.path.islink(inside):
+                        refuse(refusals, PolicyError(f"{inside} is a symlink in a repository committed to in "
+                                                     "place: the sandbox could replace it",
+                                                     hint=f"replace the symlink with the real {inner_kind}"))
+                        continue
+                    there = os.path.lexists(inside)
+                    entries.append(ProtectedPath(inside, "file" if there and not os.path.isdir(inside)
+                                                 else inner_kind, there,
+                                                 f'protected "{inner}" of the repository {root} (committed to '
+                                                 "in place)"))
+                continue
             entries.append(ProtectedPath(path, "file" if exists and not os.path.isdir(path) else kind, exists, label))
             if name == ".git" and exists and os.path.isfile(path):
                 spelled_target = gitdir_target(path)

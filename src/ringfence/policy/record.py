@@ -26,12 +26,15 @@ class Policy(Record):
     and `explain` show them beside the rest); `notices` what a run enforces
     but could not check in full, shown by `status`. `load_request` is how
     `load_policy` made it, for a Sandbox to build it afresh at every run.
+    `additional_mounts` are what an isolated run sees beside its workspace;
+    `git_in_place` the project roots whose own repository a run may commit to.
     """
 
     __slots__ = ("sandboxed", "profile", "profile_origin", "cwd", "home", "project_roots",
                  "filesystem", "network", "environment", "commands", "approval_policy",
-                 "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals", "notices", "load_request")
-    _defaults = {"refusals": (), "notices": (), "load_request": None}
+                 "project_trusted", "sources", "ignored_keys", "builtins", "limits", "refusals", "notices", "load_request",
+                 "additional_mounts", "git_in_place")
+    _defaults = {"refusals": (), "notices": (), "load_request": None, "additional_mounts": (), "git_in_place": ()}
     sandboxed: bool
     profile: str
     profile_origin: str
@@ -51,3 +54,5 @@ class Policy(Record):
     refusals: tuple[PolicyError, ...]
     notices: tuple[str, ...]
     load_request: tuple[tuple[str, Any], ...] | None
+    additional_mounts: tuple[Any, ...]
+    git_in_place: tuple[str, ...]

@@ -43,9 +43,11 @@ def relay_script_fd() -> int:
 
 
 def relay_argv(python: str, script_fd: int, channel_fd: int, ready_fd: int | None, services=SERVICES,
-               command: list[str] | None = None) -> list[str]:
+               command: list[str] | None = None, go_fd: int | None = None) -> list[str]:
     argv = [python, "-I", "-S", f"/dev/fd/{script_fd}", str(channel_fd),
             "-" if ready_fd is None else str(ready_fd), ",".join(services)]
+    if go_fd is not None:
+        argv += ["--go", str(go_fd)]
     return argv + ["--", *command] if command else argv
 
 

@@ -24,6 +24,7 @@ import time
 from .._record import Record
 from ..errors import PolicyError, RingfenceError
 from ..policy.network import LIMITED, NetworkPolicy, pattern_problems
+from ..printable import printable
 from .config import ProxyLimits, parse_upstream
 
 TYPE_CHECKING = False
@@ -51,8 +52,9 @@ class ProxySummary(Record):
     refused: tuple[tuple[str, str], ...]
 
     def lines(self) -> list[str]:
-        lines = [f"network: reached {target}" for target in self.reached]
-        return lines + [f"network: refused {target}: {reason}" for target, reason in self.refused]
+        # The names are the sandbox's own: shown escaped.
+        lines = [f"network: reached {printable(target)}" for target in self.reached]
+        return lines + [f"network: refused {printable(target)}: {printable(reason)}" for target, reason in self.refused]
 
 
 class ProxyHandle:

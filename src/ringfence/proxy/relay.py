@@ -5,7 +5,7 @@ Standard library only, run as `python -I -S /dev/fd/N ...`: it runs inside
 the sandbox, so it imports nothing a workspace could shadow (the host may
 also import it as `ringfence.proxy.relay`, for `proxy_environment`).
 
-    relay.py CHANNEL_FD READY_FD SERVICES [-- COMMAND ARG...]
+    relay.py CHANNEL_FD READY_FD SERVICES [--go GO_FD] [-- COMMAND ARG...]
 
 CHANNEL_FD  an AF_UNIX SOCK_SEQPACKET socket whose peer is the proxy.
 READY_FD    a pipe: one JSON line {"http": port, "socks": port, "dns": 53 or
@@ -15,6 +15,10 @@ READY_FD    a pipe: one JSON line {"http": port, "socks": port, "dns": 53 or
 SERVICES    comma-separated: http, socks, dns. http and socks listen on
             127.0.0.1 with ports the kernel picks; dns on 127.0.0.1:53 (UDP
             and TCP) when the process may bind there, else "dns" is null.
+GO_FD       a pipe: the command is executed only once one byte arrives on
+            it. Its writer holds on until it has done what must come first
+            (limits, the proxy ready); its end before that (EOF) means the
+            run is abandoned, and the relay exits instead.
 COMMAND     when given, the process execs it once the relay is ready, with
             the proxy variables of `proxy_environment` set.
 
@@ -199,8 +203,12 @@ def report(ready_fd, message):
 
 
 def main(argv):
+    go_fd = None
+    if len(argv) > 4 and argv[3] == "--go" and argv[4].isdigit():
+        go_fd = int(argv[4])
+        argv = argv[:3] + argv[5:]
     if len(argv) < 3 or (len(argv) > 3 and argv[3] != "--"):
-        sys.stderr.write("usage: relay.py CHANNEL_FD READY_FD SERVICES [-- COMMAND ARG...]\n")
+        sys.stderr.write("usage: relay.py CHANNEL_FD READY_FD SERVICES [--go GO_FD] [-- COMMAND ARG...]\n")
         return 2
     script = sys.argv[0]
     if script.startswith("/dev/fd/") and script[8:].isdigit():
@@ -233,6 +241,14 @@ def main(argv):
     for sock in [channel, *tcp] + ([udp] if udp else []):
         sock.close()
     report(ready_fd, ports)
+    if go_fd is not None:
+        try:
+            go = os.read(go_fd, 1)
+        except OSError:
+            go = b""
+        os.close(go_fd)
+        if not go:
+            return 125
     if command:
         environment = proxy_environment(ports["http"], ports["socks"], dict(os.environ))
         try:

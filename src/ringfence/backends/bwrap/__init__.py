@@ -124,14 +124,15 @@ class BwrapBackend:
 
     # --- one run ----------------------------------------------------------------------
 
-    def plan(self, policy, command: list[str], *, cwd: str, env_result, io, events):
+    def plan(self, policy, command: list[str], *, cwd: str, env_result, io, events, view=None):
         state = state_dir(policy.home)
         recover_leftovers(state, events)
         _ensure_own_directories(policy, state)
         shim = None
         if io.tty and os.isatty(0) and io.stdin == INHERIT:
             shim = _find_shim(env_result.env, policy.filesystem)
-        plan = make_plan(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim, cache=self.cache)
+        plan = make_plan(policy, command, cwd=cwd, env_result=env_result, tty_shim=shim, cache=self.cache,
+                         view=view)
         if plan.limits_mechanism.processes is None and policy.limits.processes is not None:
             events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
         return plan

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import fds
-from .mounts import BIND, DEV, MASK_DIR, MASK_FILE, PLACEHOLDER, PROC, REMOUNT_RO, RO_BIND, SYMLINK, TMPFS
+from .mounts import BIND, DEV, MASK_DIR, MASK_FILE, OVERLAY, PLACEHOLDER, PROC, REMOUNT_RO, RO_BIND, SYMLINK, TMPFS
 
 # The helper's sources of empty files and folders live in the sandbox's own
 # /dev, which nothing outside can rename or replace while it places masks;
@@ -60,6 +60,10 @@ def mount_args(plan, mask_file: str, *, left_to_helper=frozenset(), overlay_sour
             args += ["--dev", dest]
         elif kind == PROC:
             args += ["--proc", dest]
+        elif kind == OVERLAY:
+            # bubblewrap >= 0.11 resolves both layers in the host's view.
+            args += ["--overlay-src", step.source]
+            args += ["--overlay", *step.layers, dest] if step.layers else ["--tmp-overlay", dest]
         elif kind == PLACEHOLDER and overlay_sources:
             args += ["--overlay-src", overlay_sources[0], "--overlay-src", overlay_sources[1], "--ro-overlay", dest]
         elif kind == PLACEHOLDER:

@@ -82,7 +82,7 @@ def _test_routes(host_env) -> tuple | None:
 def relay_command(python: str, services, command: list[str]) -> list[str]:
     from ...proxy.inside import relay_argv
 
-    return relay_argv(python, fds.RELAY_SCRIPT, fds.RELAY_CHANNEL, None, services, command)
+    return relay_argv(python, fds.RELAY_SCRIPT, fds.RELAY_CHANNEL, None, services, command, go_fd=fds.RELAY_GO)
 
 
 class RunningEgress:
@@ -102,22 +102,42 @@ class RunningEgress:
         self._handle = start_proxy(plan.network, upstream=plan.upstream, hosts=hosts, dial_map=dial_map,
                                    wait=False)
         self._reader: threading.Thread | None = None
+        self._go = -1
 
     def sandbox_fds(self) -> dict[int, int]:
         """Descriptors for the sandbox (the caller closes its copies once
-        bwrap has them): the relay's script and the channel's far end."""
+        bwrap has them): the relay's script, the channel's far end, and
+        the read end of the go pipe."""
         from ...proxy.inside import relay_script_fd
 
         assert self._handle.sandbox_end is not None, "handed to the sandbox once"
         channel = os.dup(self._handle.sandbox_end.fileno())
         self._handle.close_sandbox_end()
-        return {fds.RELAY_SCRIPT: relay_script_fd(), fds.RELAY_CHANNEL: channel}
+        go_read, self._go = os.pipe()
+        return {fds.RELAY_SCRIPT: relay_script_fd(), fds.RELAY_CHANNEL: channel, fds.RELAY_GO: go_read}
 
-    def wait_ready(self) -> None:
+    def release(self) -> None:
+        """Once the sandbox runs under its limits: wait for the proxy, then
+        let the relay execute the command.
+
+        bwrap arms die-with-parent in the sandbox only after its block
+        descriptor let it go, and takes that descriptor's EOF for a go; a
+        ringfence killed while the sandbox waits would leave it running on
+        with neither limits nor parent. Waiting for the proxy here, behind
+        the relay's own go (EOF: exit), keeps that window as short as the
+        limits' handshake."""
         # This module is on every run's path, threads only on a limited network's.
         import threading
 
-        self._handle.wait_ready()
+        try:
+            self._handle.wait_ready()
+            try:
+                os.write(self._go, b"g")
+            except BrokenPipeError:
+                pass  # the relay ended before it was let go: its exit status says why
+        finally:
+            os.close(self._go)
+            self._go = -1
         self._reader = threading.Thread(target=self._read, name="ringfence-egress-events", daemon=True)
         self._reader.start()
 
@@ -137,6 +157,9 @@ class RunningEgress:
     def stop(self) -> None:
         """End the proxy, log its last events and a summary of the hosts
         reached and refused."""
+        if self._go >= 0:
+            os.close(self._go)
+            self._go = -1
         self._handle.ask_to_stop()
         if self._reader is not None:
             self._reader.join(timeout=5.0)

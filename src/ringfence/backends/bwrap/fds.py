@@ -13,6 +13,7 @@ HELPER_SCRIPT = 7  # the mask helper's own source, read as /dev/fd/7
 BLOCK = 8          # bwrap waits on it until the run's limits are in place
 RELAY_SCRIPT = 9   # the egress relay's source, read as /dev/fd/9 (a limited network only)
 RELAY_CHANNEL = 10  # the relay's end of its channel to the egress proxy
+RELAY_GO = 11      # one byte once the proxy is ready; EOF (ringfence gone) ends the run
 # The first number a caller's pass_fds may use; bwrap's --args file takes the
 # lowest number at or above it that nothing else holds.
-FIRST_FREE = 11
+FIRST_FREE = 12

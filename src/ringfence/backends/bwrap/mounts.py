@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ...config.vocabulary import EntryKind
 
     MountKind = Literal["ro-bind", "bind", "mask-file", "mask-dir", "tmpfs", "symlink", "remount-ro", "dev", "proc",
-                        "placeholder"]
+                        "placeholder", "overlay"]
 
 RO_BIND: Final = "ro-bind"
 BIND: Final = "bind"
@@ -35,6 +35,7 @@ REMOUNT_RO: Final = "remount-ro"
 DEV: Final = "dev"
 PROC: Final = "proc"
 PLACEHOLDER: Final = "placeholder"
+OVERLAY: Final = "overlay"
 
 # bwrap builds these itself; rules inside them cannot be honoured by mounts.
 KERNEL_TREES = ("/proc", "/dev")
@@ -42,18 +43,21 @@ ANCHOR_REASON = "holds protected paths: a mount point cannot be renamed away"
 
 
 class MountStep(Record):
-    """One step. `source` is a host path (binds) or a link target (symlinks);
-    `mode` the permission bits of a tmpfs, `size` its bound in bytes; `reason`
-    the rule behind the step."""
+    """One step. `source` is a host path (binds, an overlay's lower layer) or
+    a link target (symlinks); `mode` the permission bits of a tmpfs, `size`
+    its bound in bytes; `layers` an overlay's (upper, work) directories on the
+    host, or None for writes kept in the sandbox's memory; `reason` the rule
+    behind the step."""
 
-    __slots__ = ("kind", "dest", "source", "mode", "reason", "size")
-    _defaults = {"source": None, "mode": None, "reason": None, "size": None}
+    __slots__ = ("kind", "dest", "source", "mode", "reason", "size", "layers")
+    _defaults = {"source": None, "mode": None, "reason": None, "size": None, "layers": None}
     kind: MountKind
     dest: str
     source: str | None
     mode: int | None
     reason: str | None
     size: int | None
+    layers: tuple[str, ...] | None
 
 
 # How the bound on a run's temporary space is shared out. A tmpfs is charged

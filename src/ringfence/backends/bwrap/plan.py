@@ -15,7 +15,6 @@ from ..linux import seccomp
 from . import fds
 from ...policy.network import LIMITED
 from .argv import bwrap_argv
-from .egress import egress_plan, relay_command
 from .interpreter import inside_python
 from .locate import locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
@@ -93,9 +92,11 @@ class PlanCache:
 
 
 def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
-              cache: PlanCache | None = None) -> BwrapPlan:
+              cache: PlanCache | None = None, view=None) -> BwrapPlan:
     """The plan for one run. The mounts are planned afresh every time, so a
-    denied file that appeared since the last run is masked in this one."""
+    denied file that appeared since the last run is masked in this one.
+    `view`, given by a wrapping backend, turns the policy's MountPlan into
+    the one this run mounts (an isolated run's overlay)."""
     filesystem = policy.filesystem
     cwd_decision = filesystem.access(cwd)
     if cwd_decision.access == NONE:
@@ -116,11 +117,15 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     if refuse_unix not in cache.seccomp:
         cache.seccomp[refuse_unix] = seccomp.program(cache_dir, deny_unix_sockets=refuse_unix)
     mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
+    if view is not None:
+        mounts = view(mounts)
     mechanism = limit_tools.choose(policy.limits)
     mask_file = os.path.join(state, "mask", "empty")
     egress = None
     inner = list(command)
     if policy.network.mode == LIMITED:
+        from .egress import egress_plan, relay_command  # threading and json: only for a limited network
+
         egress = egress_plan(policy.network)
         inner = relay_command(inside_python(filesystem) or os.path.realpath(sys.executable), egress.services, inner)
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + inner) if tty_shim else inner

@@ -240,11 +240,11 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
             os.close(fd)
         theirs.clear()
         streams.after_spawn()
-        if egress is not None:
-            egress.wait_ready()  # while bwrap waits for its limits: the command never runs without its proxy
         # Only now, with our copies of the child's ends closed, does a bwrap
         # that dies early show up as the end of its status pipe.
         initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
+        if egress is not None and applied is not None:
+            egress.release()  # the command never runs without its proxy
         result = supervise(spawned, streams, timeout=timeout, on_event=events.emit, forward_signals=forward_signals,
                            status_fd=status_read, initial_status=initial_status, status_parser=status_fields)
         finished = True
@@ -286,4 +286,4 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
     events.emit("run.end", exit_code=code, reason=result.reason, duration=round(duration, 4),
                 placeholders_removed=len(removed))
     return Outcome(exit_code=code, stdout=result.stdout, stderr=result.stderr, events=tuple(events.events),
-                   duration=duration, reason=result.reason, sandboxed=True)
+                   duration=duration, reason=result.reason, sandboxed=True, shown_tail=result.tail)
