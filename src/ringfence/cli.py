@@ -188,11 +188,14 @@ def cmd_run(options, positional) -> int:
                                   tty=not options.get("no_tty"), forward_signals=True, keep_placeholders=False,
                                   escalate=options.get("escalate"), **isolated)
     if outcome.changeset is not None:
-        from .isolate.review import run_summary
+        from .isolate.review import RunChanges, run_summary
 
-        for line in run_summary(outcome.changeset):
+        # Outcome sits in the launcher, below isolate, so it cannot name the type.
+        changes = outcome.changeset
+        assert isinstance(changes, RunChanges), "only an isolated run has a changeset"
+        for line in run_summary(changes):
             _error(line)
-        if outcome.changeset.apply_error and outcome.exit_code == 0:
+        if changes.apply_error and outcome.exit_code == 0:
             return 1   # the command succeeded, but its changes are not in the workspace
     for event in outcome.events:
         if event["type"] == "git.created":

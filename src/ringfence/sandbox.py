@@ -207,6 +207,7 @@ class Sandbox:
             raise ValueError("escalate runs a command outside the sandbox; an isolated run stays in its overlay")
         refusals = self.unenforceable()
         if isolated:
+            assert backend is not None, "an isolated run has its wrapper"
             refusals += tuple(PolicyError(item.message(), hint=item.hint) for item in backend.check(policy))
         if refusals:
             first, more = refusals[0], len(refusals) - 1

@@ -204,7 +204,7 @@ def _named_in_command(policy, argv, cwd: str):
     evidence when the output was not seen, and often when it was."""
     import shlex
 
-    words = []
+    words: list[str] = []
     for arg in argv:
         try:
             words += shlex.split(arg) if " " in arg else [arg]

@@ -25,6 +25,7 @@ def before_run(policy, argv, *, env: dict, cwd: str, approver, escalate: str | N
     verdict = decide_run(policy, argv, env=env, cwd=cwd, approver=approver, escalation=escalate)
     emit_all(events, verdict)
     if not verdict.runs:
+        assert verdict.reason is not None, "a refusal gives its reason"
         raise CommandRefused(verdict.reason, hint=verdict.hint)
     return verdict
 

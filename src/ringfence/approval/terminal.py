@@ -47,7 +47,7 @@ class TerminalApprover:
     def __init__(self, tty: str = "/dev/tty", *, attempts: int = 3):
         self.tty = tty
         self.attempts = attempts
-        self.answered_by = None  # who gave the last answer, for the event log
+        self.answered_by: str | None = None  # who gave the last answer, for the event log
 
     def __call__(self, request) -> str:
         self.answered_by = NOBODY

@@ -35,6 +35,16 @@ from .base import Unenforceable
 from .bwrap.mounts import (BIND, DEV, MASK_DIR, MASK_FILE, OVERLAY, PLACEHOLDER, PROC, REMOUNT_RO, RO_BIND, TMPFS,
                            MountPlan, MountStep, tmpfs_size)
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..isolate.bundle import FetchedRef
+    from ..isolate.recovery import RecoveryReport
+    from ..isolate.store import Run, RunLock
+    from ..policy.cloud import AdditionalMount
+    from ..policy.environment import EnvironmentResult
+    from ..policy.record import Policy
+    from .bwrap.plan import BwrapPlan
+
 APPLY_MODES = ("never", "on-success", "ask")
 MINIMUM_BWRAP = (0, 11)
 
@@ -55,6 +65,14 @@ class View(Record):
     replaces (the run may write them there: an apply never does)."""
 
     __slots__ = ("workspace", "layers", "home", "home_size", "rootfs", "mounts", "protected", "protected_names")
+    workspace: str
+    layers: tuple[str, str]
+    home: str
+    home_size: int | None
+    rootfs: str | None
+    mounts: tuple[AdditionalMount, ...]
+    protected: frozenset[str]
+    protected_names: frozenset[str]
 
     def __call__(self, plan: MountPlan) -> MountPlan:
         return isolated_view(plan, self)
@@ -153,10 +171,22 @@ class Phase(Record):
     """One sandbox of an isolated run: `name` ("setup 1", "command", "commits"), its argv and plan."""
 
     __slots__ = ("name", "argv", "plan")
+    name: str
+    argv: list[str]
+    plan: BwrapPlan
 
 
 class IsolatedPlan(Record):
     __slots__ = ("run", "lock", "phases", "view", "policy", "cwd", "env_result", "state", "recovered")
+    run: Run
+    lock: RunLock
+    phases: tuple[Phase, ...]
+    view: View
+    policy: Policy
+    cwd: str
+    env_result: EnvironmentResult
+    state: str
+    recovered: RecoveryReport
 
 
 class IsolatedBackend:
@@ -188,6 +218,10 @@ class IsolatedBackend:
 
     def describe(self, policy) -> dict:
         return dict(self.inner.describe(policy), isolated=True)
+
+    def limits(self, policy) -> dict:
+        # Every phase is a sandbox of the wrapped backend, under its limits.
+        return self.inner.limits(policy)
 
     # --- plan -----------------------------------------------------------------------
 
@@ -260,6 +294,7 @@ class IsolatedBackend:
                 outputs.append(last)
                 if last.exit_code != 0 or last.reason != "exited":
                     break
+            assert last is not None, "the command is a phase of every plan"
             commits_bundle = self._bundle_commits(plan, events, keep) if last.reason == "exited" else None
             run = finish_run(run, last.exit_code)
             if last.reason != "exited":
@@ -365,7 +400,7 @@ class IsolatedBackend:
         changeset = capture(run, protection=Protection(paths=protected))
         events.emit("isolate.captured", isolated_run=run.id, changes=len(changeset.changes),
                     refused=len(changeset.refused), conflicts=[c.path for c in changeset.conflicts])
-        commits = ()
+        commits: tuple[FetchedRef, ...] = ()
         if commits_bundle is not None:
             scratch = os.path.join(run.directory, "scratch")
             os.makedirs(scratch, mode=0o700, exist_ok=True)

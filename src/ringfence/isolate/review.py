@@ -204,6 +204,7 @@ def run_summary(changes: RunChanges) -> list[str]:
     if changes.kept:
         out.append(f"isolated run {changes.run_id} changed {len(changes.changes)} path(s), kept for review: "
                    "ringfence changes | diff | apply | discard")
+        assert changes.changeset is not None, "a kept run holds its captured changeset"
         lines = grouped_lines(changes.changeset)
         out += [f"  {line}" for line in lines[:20]]
         if len(lines) > 20:

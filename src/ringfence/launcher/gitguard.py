@@ -113,7 +113,8 @@ def _read(dir_fd: int, name: str) -> bytes | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_INDEX:
             raise IndexUnreadable(f"{name} is not a regular file of at most {MAX_INDEX} bytes")
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -126,7 +127,7 @@ def _read(dir_fd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def _identity(dir_fd: int, name: str):
+def _identity(dir_fd: int, name: str) -> tuple[int, int, int, int, int] | None:
     try:
         info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
@@ -139,6 +140,13 @@ class _Repository(Record):
     `readable` False when it could not be read then (nothing to restore)."""
 
     __slots__ = ("root", "git_dir", "index", "readable", "identity", "names", "hash_size")
+    root: str
+    git_dir: str
+    index: bytes | None
+    readable: bool
+    identity: tuple[int, int, int, int, int] | None
+    names: frozenset[str]
+    hash_size: int
 
 
 class GitGuard:

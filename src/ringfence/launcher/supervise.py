@@ -214,6 +214,7 @@ class Supervisor:
         return self.result
 
     def _keep(self, chunk: bytes):
+        assert self._tail is not None, "called only while the tail is kept"
         self._tail += chunk
         if len(self._tail) > TAIL_BYTES:
             del self._tail[:len(self._tail) - TAIL_BYTES]

@@ -147,7 +147,7 @@ class TerminalFilter:
         position = len(self.context)
         self.pending = b""
         self._c1_at = len(buf) if buf.isascii() else -1
-        out = []
+        out: list[bytes] = []
         while position < len(buf):
             position = self.state(buf, position, out)
         kept = len(buf) - len(self.pending)

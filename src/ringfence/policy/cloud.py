@@ -17,6 +17,10 @@ class AdditionalMount(Record):
     `origin` (the key and file that asked for it)."""
 
     __slots__ = ("source", "target", "readonly", "origin")
+    source: str
+    target: str
+    readonly: bool
+    origin: str
 
     def describe(self) -> str:
         access = "read-only" if self.readonly else "writable"

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 
     from ..config.vocabulary import ApprovalPolicyName
     from ..errors import PolicyError
+    from .cloud import AdditionalMount
     from .commands import CommandRules
     from .environment import EnvironmentPolicy
     from .filesystem import FilesystemPolicy
@@ -54,5 +55,5 @@ class Policy(Record):
     refusals: tuple[PolicyError, ...]
     notices: tuple[str, ...]
     load_request: tuple[tuple[str, Any], ...] | None
-    additional_mounts: tuple[Any, ...]
+    additional_mounts: tuple[AdditionalMount, ...]
     git_in_place: tuple[str, ...]
