@@ -16,9 +16,9 @@ from ...launcher.io import INHERIT
 from ...state import state_dir
 from ..base import Unenforceable
 from ..linux import limits as limit_tools
-from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
+from .mounts import MASK_FILE, PLACEHOLDER
 from .placeholders import Placeholders
-from .plan import MASK_HELPER_THRESHOLD, PlanCache, helper_command, make_plan
+from .plan import MASK_HELPER_THRESHOLD, PlanCache, helper_command, make_plan, planned_mounts
 from .run import recover_leftovers, run_plan
 
 __all__ = ["BwrapBackend"]
@@ -86,7 +86,8 @@ class BwrapBackend:
         for what, why, fix in limit_tools.unenforceable(policy.limits, limit_tools.choose(policy.limits)):
             found.append(Unenforceable(what, why, fix))
         try:
-            mounts = build_mount_plan(policy.filesystem, policy.limits.temporary_space)
+            mounts = planned_mounts(policy.filesystem, policy.limits.temporary_space, self.cache,
+                                    for_check=True)
         except PolicyError as exc:
             found.append(Unenforceable("the filesystem view", exc.message, exc.hint))
         else:
