@@ -127,7 +127,8 @@ class BwrapBackend:
 
     def plan(self, policy, command: list[str], *, cwd: str, env_result, io, events, view=None):
         state = state_dir(policy.home)
-        recover_leftovers(state, events)
+        if recover_leftovers(state, events):
+            self.cache.checked = None  # planned over the leftover placeholders just removed
         _ensure_own_directories(policy, state)
         shim = None
         if io.tty and os.isatty(0) and io.stdin == INHERIT:
