@@ -33,9 +33,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from startup import World, build_tree  # noqa: E402
 
 
-def hyperfine(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None) -> dict:
+def hyperfine(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None, warmup: int = 3,
+              shell: bool = True) -> dict:
+    """hyperfine's result row per named command, one invocation; without
+    `shell`, commands run without a shell in between (-N)."""
     with tempfile.NamedTemporaryFile(suffix=".json") as export:
-        args = ["hyperfine", "--warmup", "3", "--runs", str(runs), "--export-json", export.name, "--style", "none"]
+        args = ["hyperfine", "--warmup", str(warmup), "--runs", str(runs), "--export-json", export.name,
+                "--style", "none"] + ([] if shell else ["-N"])
         if prepare:
             args += ["--prepare", prepare]
         for name, command in commands.items():

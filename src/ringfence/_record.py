@@ -32,8 +32,17 @@ class Record:
         params = ", ".join(f"{name}=_d[{name!r}]" if name in defaults else name for name in fields)
         body = "\n".join(f"    _set(self, {name!r}, {name})" for name in fields)
         namespace = {"_set": object.__setattr__, "_d": defaults}
-        exec(f"def __init__(self, {params}):\n{body}\n", namespace)
-        cls.__init__ = namespace["__init__"]  # type: ignore[method-assign]  # replacing __init__ is the point
+        source = f"def __init__(self, {params}):\n{body}\n"
+
+        def first_init(self, *args, **kwargs):
+            # Compiled on first use, not at class creation: the `run` path
+            # defines dozens of records and builds only some, and each compile
+            # costs about as much as importing a small module.
+            exec(source, namespace)
+            cls.__init__ = namespace["__init__"]
+            cls.__init__(self, *args, **kwargs)
+
+        cls.__init__ = first_init  # type: ignore[method-assign]  # replacing __init__ is the point
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self.__slots__

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from ringfence.config import load_config
 from ringfence.errors import PolicyError
-from ringfence.policy import build_policy
+from ringfence.policy import build_policy, globs
 from ringfence.policy.filesystem import NONE, READ, WRITE
 from ringfence.policy.globs import compile_pattern, is_glob, scan, static_prefix, translate
 
@@ -439,3 +439,14 @@ def test_an_unreachable_directory_is_never_cached_as_empty(tmp_path, monkeypatch
     unlistable.clear()
     assert found(scan(root, ["**/.env"], None, cache_dir=str(cache))) == [os.path.join(root, "team", ".env")]
 
+
+
+def test_the_cap_counts_each_pattern_and_refuses_only_above_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(globs, "MAX_MATCHES", 3)
+    for index in range(3):
+        (tmp_path / f"f{index}.secret").write_text("")
+    (tmp_path / ".git").mkdir()  # a protected name scanned alongside: no mask of the glob's
+    assert len(scan(str(tmp_path), ["**/*.secret", "**/.git"], None)) == 4
+    (tmp_path / "f3.secret").write_text("")
+    with pytest.raises(PolicyError, match=r"'\*\*/\*\.secret' matched more than 3 paths"):
+        scan(str(tmp_path), ["**/*.secret", "**/.git"], None)

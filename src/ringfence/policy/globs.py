@@ -433,6 +433,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
 
     start_ns = time.time_ns()
     found: list[Match] = []
+    counts: dict[str, int] = {}
     if not os.path.isdir(root):
         return found
     matcher = None  # built on the first directory that must be listed: a warm cache needs no regex
@@ -485,9 +486,12 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 target_is_dir = os.path.isdir(path)
             found.append(Match(path, target_is_dir, pattern, via_link=is_link, link=link if is_link else None,
                                dangling=dangling))
-            if len(found) > MAX_MATCHES:
+            # Per pattern: the protected names scanned alongside a glob are no
+            # masks of its own, and must not push exactly MAX_MATCHES over.
+            counts[pattern] = counts.get(pattern, 0) + 1
+            if counts[pattern] > MAX_MATCHES:
                 raise PolicyError(
-                    f"glob scan under {root} matched more than {MAX_MATCHES} paths",
+                    f"the glob {pattern!r} matched more than {MAX_MATCHES} paths under {root}",
                     hint="deny the directory that holds them instead of each file")
         if max_depth is None or depth < max_depth:
             for name in subdirs:

@@ -16,9 +16,9 @@ from ...launcher.io import INHERIT
 from ...state import state_dir
 from ..base import Unenforceable
 from ..linux import limits as limit_tools
-from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
+from .mounts import MASK_FILE, PLACEHOLDER
 from .placeholders import Placeholders
-from .plan import MASK_HELPER_THRESHOLD, PlanCache, helper_command, make_plan
+from .plan import MASK_HELPER_THRESHOLD, PlanCache, helper_command, make_plan, planned_mounts
 from .run import recover_leftovers, run_plan
 
 __all__ = ["BwrapBackend"]
@@ -86,7 +86,8 @@ class BwrapBackend:
         for what, why, fix in limit_tools.unenforceable(policy.limits, limit_tools.choose(policy.limits)):
             found.append(Unenforceable(what, why, fix))
         try:
-            mounts = build_mount_plan(policy.filesystem, policy.limits.temporary_space)
+            mounts = planned_mounts(policy.filesystem, policy.limits.temporary_space, self.cache,
+                                    for_check=True)
         except PolicyError as exc:
             found.append(Unenforceable("the filesystem view", exc.message, exc.hint))
         else:
@@ -126,7 +127,8 @@ class BwrapBackend:
 
     def plan(self, policy, command: list[str], *, cwd: str, env_result, io, events, view=None):
         state = state_dir(policy.home)
-        recover_leftovers(state, events)
+        if recover_leftovers(state, events):
+            self.cache.checked = None  # planned over the leftover placeholders just removed
         _ensure_own_directories(policy, state)
         shim = None
         if io.tty and os.isatty(0) and io.stdin == INHERIT:

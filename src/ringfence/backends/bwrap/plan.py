@@ -84,11 +84,35 @@ class PlanCache:
     the bwrap binary, the compiled seccomp program, the counters' ceilings,
     and whether placeholders can be overlays."""
 
-    __slots__ = ("bwrap", "seccomp", "counter_shares", "overlay_sources", "empty_folders")
+    __slots__ = ("bwrap", "seccomp", "counter_shares", "overlay_sources", "empty_folders", "checked")
 
     def __init__(self):
         self.bwrap = self.counter_shares = self.overlay_sources = self.empty_folders = None
         self.seccomp: dict[bool, bytes] = {}  # by whether new unix sockets are refused
+        self.checked = None  # (filesystem, temporary_space, MountPlan, when): see planned_mounts
+
+
+# How long the mount plan `check` made stays good for the run's own plan.
+CHECKED_FRESH_S = 1.0
+
+
+def planned_mounts(filesystem, temporary_space, cache: PlanCache | None, *, for_check: bool = False):
+    """The mount plan of `filesystem`. With thousands of masks it is the
+    costliest step of a start, and a run checks the policy just before it
+    plans: the plan reuses the check's once, for the same policy object and
+    only while fresh (a run that waited on an approval question plans anew,
+    so that a denied file created meanwhile is masked)."""
+    import time
+
+    if cache is not None and not for_check and cache.checked is not None:
+        checked, cache.checked = cache.checked, None
+        if checked[0] is filesystem and checked[1] == temporary_space \
+                and time.monotonic() - checked[3] < CHECKED_FRESH_S:
+            return checked[2]
+    mounts = build_mount_plan(filesystem, temporary_space)
+    if cache is not None and for_check:
+        cache.checked = (filesystem, temporary_space, mounts, time.monotonic())
+    return mounts
 
 
 def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str | None = None,
@@ -116,7 +140,7 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     refuse_unix = policy.network.unix_sockets_refused
     if refuse_unix not in cache.seccomp:
         cache.seccomp[refuse_unix] = seccomp.program(cache_dir, deny_unix_sockets=refuse_unix)
-    mounts = build_mount_plan(filesystem, policy.limits.temporary_space)
+    mounts = planned_mounts(filesystem, policy.limits.temporary_space, cache)
     if view is not None:
         mounts = view(mounts)
     mechanism = limit_tools.choose(policy.limits)
