@@ -7,7 +7,7 @@ failed sandboxed run under `on-failure`) and does what the verdict says.
 
 from __future__ import annotations
 
-from .flow import (ApprovalRequest, Approver, RunVerdict, decide_after_failure, decide_after_failure_async,
+from .flow import (ApprovalRequest, RunVerdict, decide_after_failure, decide_after_failure_async,
                    decide_run, decide_run_async, emit_all)
 from .modes import MODES, ApprovalPolicy, approval_policy
 
@@ -17,6 +17,10 @@ __all__ = ["ApprovalRequest", "Approver", "RunVerdict", "decide_run", "decide_ru
 
 
 def __getattr__(name):
+    if name == "Approver":
+        from . import flow
+
+        return flow.Approver
     if name == "TerminalApprover":
         from .terminal import TerminalApprover
 

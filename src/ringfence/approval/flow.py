@@ -23,21 +23,21 @@ evidence, fix).
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Literal, Union
-
 from .._record import Record
 from ..errors import RingfenceError
 from ..policy.commands import ALLOW, FORBIDDEN, NO_RULE, PROMPT, display_argv
 from .terminal import NOBODY
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # `typing` costs a run's start more than all of this module: checkers only
+    from typing import Any, Awaitable, Callable, Literal, Union
+
     from ..policy.commands import CommandDecision, CommandRules
     from .denials import DenialReport
 
-Action = Literal["sandboxed", "unsandboxed", "refuse"]
-Answer = Literal["once", "always", "no"]
-RequestKind = Literal["prompt", "escalation", "retry-unsandboxed"]
+    Action = Literal["sandboxed", "unsandboxed", "refuse"]
+    Answer = Literal["once", "always", "no"]
+    RequestKind = Literal["prompt", "escalation", "retry-unsandboxed"]
 ANSWERS = ("once", "always", "no")
 
 
@@ -63,7 +63,18 @@ class ApprovalRequest(Record):
     remember: str | None
 
 
-Approver = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
+if TYPE_CHECKING:
+    Approver = Callable[[ApprovalRequest], Union[Answer, Awaitable[Answer]]]
+
+
+def __getattr__(name: str):
+    # The alias is for frameworks that annotate with it; made on first use.
+    if name == "Approver":
+        from typing import Awaitable, Callable, Literal, Union
+
+        answer = Literal["once", "always", "no"]
+        return Callable[[ApprovalRequest], Union[answer, Awaitable[answer]]]
+    raise AttributeError(name)
 
 
 class RunVerdict(Record):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import struct
 import termios
 
@@ -103,23 +102,32 @@ _AFTER_ESC = {ord("["): CSI, ord("]"): OSC, ord("P"): STRING, ord("X"): STRING, 
               ord("_"): STRING, ord("="): KEYPAD, ord(">"): KEYPAD}
 _C1 = {0x9B: CSI, 0x9D: OSC, 0x90: STRING, 0x98: STRING, 0x9E: STRING, 0x9F: STRING}
 
-# Every CSI but a few is passed without a look: colours and cursor motion
-# are most of what programs write. The few: window operations (t), modes
-# (h, l) and kitty's keyboard stack (u), and anything with a prefix or an
-# unusual byte, which the slow path reads.
-_ESCAPE = re.compile(rb"\x1b(?!\[[0-9;:]*[\x40-\x67\x69-\x6b\x6d-\x73\x76-\x7e])")
-# In UTF-8, 0x90-0x9f are also the continuation bytes of characters (the
-# "А" of Cyrillic is D0 90); a terminal decoding UTF-8 acts on them only as
-# U+0090..U+009F (C2 90..C2 9F) or as bytes no character explains.
-_C1_IN_UTF8 = re.compile(rb"[\x90\x98\x9b\x9d\x9e\x9f]"
-                         rb"(?<![\xc3-\xdf\xe1-\xef\xf0-\xf3].)(?<![\xe0-\xf4][\x80-\xbf].)"
-                         rb"(?<![\xf0-\xf4][\x80-\xbf][\x80-\xbf].)", re.DOTALL)
-_C1_RAW = re.compile(rb"[\x90\x98\x9b\x9d\x9e\x9f]")
-_CSI_BODY = re.compile(rb"[\x30-\x3f]*[\x20-\x2f]*")
-_CSI_BYTES = re.compile(rb"[\x20-\x3f]*")
-_DIGITS = re.compile(rb"[0-9]*")
-_OSC_END = re.compile(rb"[\x07\x1b\x9c]")
-_STRING_END = re.compile(rb"[\x1b\x9c]")
+# Compiled by the first filter: `re` (with enum behind it) costs every run's
+# start a few milliseconds, and most runs never filter a terminal.
+_ESCAPE = _C1_IN_UTF8 = _C1_RAW = _CSI_BODY = _CSI_BYTES = _DIGITS = _OSC_END = _STRING_END = None
+
+
+def _compile_patterns() -> None:
+    import re
+
+    global _ESCAPE, _C1_IN_UTF8, _C1_RAW, _CSI_BODY, _CSI_BYTES, _DIGITS, _OSC_END, _STRING_END
+    # Every CSI but a few is passed without a look: colours and cursor motion
+    # are most of what programs write. The few: window operations (t), modes
+    # (h, l) and kitty's keyboard stack (u), and anything with a prefix or an
+    # unusual byte, which the slow path reads.
+    _ESCAPE = re.compile(rb"\x1b(?!\[[0-9;:]*[\x40-\x67\x69-\x6b\x6d-\x73\x76-\x7e])")
+    # In UTF-8, 0x90-0x9f are also the continuation bytes of characters (the
+    # "А" of Cyrillic is D0 90); a terminal decoding UTF-8 acts on them only as
+    # U+0090..U+009F (C2 90..C2 9F) or as bytes no character explains.
+    _C1_IN_UTF8 = re.compile(rb"[\x90\x98\x9b\x9d\x9e\x9f]"
+                             rb"(?<![\xc3-\xdf\xe1-\xef\xf0-\xf3].)(?<![\xe0-\xf4][\x80-\xbf].)"
+                             rb"(?<![\xf0-\xf4][\x80-\xbf][\x80-\xbf].)", re.DOTALL)
+    _C1_RAW = re.compile(rb"[\x90\x98\x9b\x9d\x9e\x9f]")
+    _CSI_BODY = re.compile(rb"[\x30-\x3f]*[\x20-\x2f]*")
+    _CSI_BYTES = re.compile(rb"[\x20-\x3f]*")
+    _DIGITS = re.compile(rb"[0-9]*")
+    _OSC_END = re.compile(rb"[\x07\x1b\x9c]")
+    _STRING_END = re.compile(rb"[\x1b\x9c]")
 
 
 class TerminalFilter:
@@ -139,6 +147,8 @@ class TerminalFilter:
         self.osc = None      # [introducer, significant digits, any digit seen] while a number is read
         self.osc_string = False
         self.left_on = LeftOn()
+        if _ESCAPE is None:
+            _compile_patterns()
         self._c1 = _C1_IN_UTF8 if utf8 else _C1_RAW
         self._c1_at = 0
 
