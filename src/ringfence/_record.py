@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from typing import Any, Self
 
 
+COMPILE_AFTER = 64
+
+
 class Record:
     __slots__: tuple[str, ...] = ()
 
@@ -34,15 +37,19 @@ class Record:
         namespace = {"_set": object.__setattr__, "_d": defaults}
         source = f"def __init__(self, {params}):\n{body}\n"
 
-        def first_init(self, *args, **kwargs):
-            # Compiled on first use, not at class creation: the `run` path
-            # defines dozens of records and builds only some, and each compile
-            # costs about as much as importing a small module.
-            exec(source, namespace)
-            cls.__init__ = namespace["__init__"]
-            cls.__init__(self, *args, **kwargs)
+        built = [0]
 
-        cls.__init__ = first_init  # type: ignore[method-assign]  # replacing __init__ is the point
+        def early_init(self, *args, **kwargs):
+            # Compiled only once a class is built often: the `run` path
+            # defines dozens of records and builds most of them a few times,
+            # and each compile costs as much as a hundred generic builds.
+            built[0] += 1
+            if built[0] >= COMPILE_AFTER:
+                exec(source, namespace)
+                cls.__init__ = namespace["__init__"]
+            Record.__init__(self, *args, **kwargs)
+
+        cls.__init__ = early_init  # type: ignore[method-assign]  # replacing __init__ is the point
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         fields = self.__slots__

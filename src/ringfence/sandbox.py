@@ -124,10 +124,7 @@ class Sandbox:
             backend = select_backend()
         self.backend = backend
         self._fresh = True
-        if backend is not None:
-            import weakref
-
-            weakref.finalize(self, backend.close)
+        self._finalizer: object | None = None
 
     def close(self):
         """Release what the backend keeps between runs (placeholders); also done
@@ -254,6 +251,13 @@ class Sandbox:
 
             guard = GitGuard.start(policy.git_in_place)
         plan = backend.plan(policy, command, cwd=cwd, env_result=env_result, io=io, events=events)
+        if keep_placeholders and self._finalizer is None:
+            # Only a run that keeps something needs the close at exit (weakref
+            # and what it loads cost a CLI start, which keeps nothing).
+            import weakref
+
+            assert self.backend is not None, "a sandboxed run has a backend"
+            self._finalizer = weakref.finalize(self, self.backend.close)
         outcome = backend.run(plan, io, timeout=timeout, events=events, forward_signals=forward_signals,
                               keep=keep_placeholders)
         if isolated:

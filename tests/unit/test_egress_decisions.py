@@ -9,8 +9,8 @@ import socket
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ringfence.policy.network import (NetworkPolicy, address_scope, network_options, network_widenings,
-                                      parse_host, pattern_problems)
+from ringfence.policy.domains import address_scope, parse_host
+from ringfence.policy.network import NetworkPolicy, network_options, network_widenings, pattern_problems
 from ringfence.proxy.inside import RelayPorts, proxy_environment
 
 DOMAINS = (

@@ -67,7 +67,8 @@ class Supervisor:
         self.kill_at: float | None = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        self.pty_filter = filter_for(pty_output) if pty_output is not None else TerminalFilter()
+        # A filter only where there is a terminal to guard: building one costs a start a millisecond.
+        self.pty_filter = filter_for(pty_output) if pty_output is not None else None
         self.relays = dict(relays or {})
         self.relay_filters = {fd: filter_for(terminal) for fd, terminal in self.relays.items()}
         self.input_relay = input_relay
@@ -336,9 +337,11 @@ class Supervisor:
             if chunk:
                 if self._tail is not None:
                     self._keep(chunk)
-                chunk = self.pty_filter.feed(chunk)
-                if chunk:
-                    _write_all(self.pty_output, chunk)
+                # With only stdin a terminal, what the pty shows (its echo) has no screen to go to.
+                if self.pty_filter is not None:
+                    chunk = self.pty_filter.feed(chunk)
+                    if chunk:
+                        _write_all(self.pty_output, chunk)
         if fd in (self.pty_master,):
             try:
                 poller.modify(fd, select.POLLIN | (select.POLLOUT if self.to_pty else 0))

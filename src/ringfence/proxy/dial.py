@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from ..policy.network import NetworkDecision, NetworkPolicy, parse_host
+from ..policy.domains import parse_host
+from ..policy.network import NetworkDecision, NetworkPolicy
 from .config import ProxyLimits, Upstream
 
 

@@ -15,7 +15,8 @@ import asyncio
 import ipaddress
 import struct
 
-from ..policy.network import NetworkDecision, parse_host
+from ..policy.domains import parse_host
+from ..policy.network import NetworkDecision
 from .dial import Refused, UpstreamFailed
 
 A, AAAA, CNAME = 1, 28, 5

@@ -15,7 +15,7 @@ import socket
 
 import h11
 
-from ..policy.network import parse_host
+from ..policy.domains import parse_host
 from .dial import Refused, UpstreamFailed
 
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"proxy-authorization",

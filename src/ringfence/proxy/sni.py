@@ -82,7 +82,8 @@ def server_name(data: bytes) -> str | None:
 async def checked_first_bytes(loop, sock, early: bytes, decision, policy) -> bytes:
     """What the client sent first, once its ClientHello (if it is TLS) has
     passed; raises Refused when the server name is not allowed here."""
-    from ..policy.network import NetworkDecision, parse_host
+    from ..policy.domains import parse_host
+    from ..policy.network import NetworkDecision
     from .dial import Refused
 
     data = early
