@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from harness import must_have
+
 pytestmark = pytest.mark.boundary
 
 OPEN = "open review finding: "
@@ -77,7 +79,15 @@ def test_an_event_log_in_the_workspace_cannot_be_redirected(scene):
     assert scene.read("outside/target.txt") == "original\n", result.stderr
 
 
+def _user_site_in_use(scene) -> bool:
+    """Whether the interpreter ringfence runs on reads the user's site folder
+    (a virtual environment's does not: there is nothing of it to guard)."""
+    return scene.run([sys.executable, "-c", "import site; print(site.ENABLE_USER_SITE)"],
+                     sandbox=False).stdout.strip() == "True"
+
+
 def test_a_writable_user_site_cannot_run_code_in_ringfence(scene):
+    must_have(_user_site_in_use(scene), "the interpreter running the suite reads no user site (a virtualenv)")
     marker = os.path.join(scene.outside, "pth-ran")
     site = scene.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"],
                      sandbox=False).stdout.strip()
@@ -99,6 +109,7 @@ def test_a_writable_root_capped_read_only_stays_read_only(scene):
     """The user's site-packages runs its .pth files at every Python start,
     ringfence's own included: named writable, it is still capped read-only,
     and the mounts that keep protected names in place must not reopen it."""
+    must_have(_user_site_in_use(scene), "the interpreter running the suite reads no user site (a virtualenv)")
     scene.git("init", "-q")
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     site_packages = scene.mkdir(f"home/.local/lib/{version}/site-packages")
