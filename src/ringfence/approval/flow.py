@@ -25,14 +25,14 @@ from __future__ import annotations
 
 from .._record import Record
 from ..errors import RingfenceError
-from ..policy.commands import ALLOW, FORBIDDEN, NO_RULE, PROMPT, display_argv
+from ..policy.commands import ALLOW, FORBIDDEN, NO_RULE, PROMPT, CommandDecision, display_argv
 from .terminal import NOBODY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` costs a run's start more than all of this module: checkers only
     from typing import Any, Awaitable, Callable, Literal, Union
 
-    from ..policy.commands import CommandDecision, CommandRules
+    from ..policy.commands import CommandRules
     from .denials import DenialReport
 
     Action = Literal["sandboxed", "unsandboxed", "refuse"]
@@ -224,7 +224,12 @@ def _before_run(policy, argv, env, cwd, mode_name, escalation, rules, rules_path
     rules = policy.commands if rules is None else rules
     cwd = cwd or policy.cwd
     events: list = []
-    decision = rules.decide(argv, env=env, cwd=cwd)
+    if not rules.rules and not mode.asks_unmatched:
+        # Nothing could match and no unmatched command is asked about: the
+        # shell parser (tens of milliseconds to load) would decide nothing.
+        decision = CommandDecision(NO_RULE, None, why="no command rules: nothing to match")
+    else:
+        decision = rules.decide(argv, env=env, cwd=cwd)
     events.append(("command.decision", _decision_fields(argv, decision, mode.name)))
 
     def verdict(action, reason=None, hint=None):
