@@ -30,6 +30,14 @@ class Record:
         if not fields:
             return
         defaults = cls.__dict__.get("_defaults", {})
+        # Checked here, not when the compiled __init__ first fails: that is only
+        # after COMPILE_AFTER builds, which a test may never reach.
+        unknown = set(defaults) - set(fields)
+        if unknown:
+            raise TypeError(f"{cls.__name__}: defaults for fields it does not have: {sorted(unknown)}")
+        first_default = next((index for index, name in enumerate(fields) if name in defaults), len(fields))
+        if any(name not in defaults for name in fields[first_default:]):
+            raise TypeError(f"{cls.__name__}: fields with defaults must come last in __slots__")
         # A generated __init__ is several times faster than the generic one
         # below, and policies hold thousands of rules.
         params = ", ".join(f"{name}=_d[{name!r}]" if name in defaults else name for name in fields)

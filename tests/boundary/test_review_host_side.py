@@ -7,6 +7,7 @@ XPASS (an error under strict) once the hole is closed, so the mark must go.
 """
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -122,3 +123,31 @@ def test_a_writable_root_capped_read_only_stays_read_only(scene):
                  f'[permissions.dev.filesystem]\n"{site_packages}" = "write"\n')
     result = scene.sh(attack)
     assert not os.path.exists(planted), result.stderr
+
+
+API_RUN_AFTER_STATE_GONE = """
+import os, shutil, sys
+from ringfence import Sandbox, load_policy
+
+workspace, home, attack = sys.argv[1:4]
+policy = load_policy(workspace, home=home, env=dict(os.environ),
+                     overrides=[f'sandbox_workspace_write.writable_roots=["{home}"]'])
+# The state folder goes between the policy's load and its first run (a user
+# clearing ~/.local/state, a CI step): the run must still hide it.
+shutil.rmtree(os.path.join(home, ".local", "state", "ringfence"), ignore_errors=True)
+outcome = Sandbox(policy).run(["/bin/sh", "-c", attack], env=dict(os.environ), capture_output=True)
+print(outcome.exit_code, outcome.stderr.decode(errors="replace"))
+"""
+
+
+def test_the_state_folder_stays_hidden_when_it_is_made_just_before_a_run(scene):
+    state = os.path.join(scene.home, ".local", "state", "ringfence")
+    planted = os.path.join(state, "cache", "seccomp-planted.bpf")
+    attack = f"mkdir -p {state}/cache && printf 'x%.0s' 1 2 3 4 5 6 7 8 > {planted}"
+    scene.sh(attack, sandbox=False)
+    assert os.path.exists(planted), "control: the user can write ringfence's state folder"
+    shutil.rmtree(state)
+    script = scene.write("outside/api_run.py", API_RUN_AFTER_STATE_GONE)
+    result = scene.run([sys.executable, "-P", script, scene.ws, scene.home, attack], sandbox=False)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.exists(planted), result.stdout + result.stderr

@@ -105,3 +105,23 @@ def test_an_index_that_is_not_one_is_refused(repo):
     for bad in (b"XXXX" + data[4:], data[:cut], data[:12] + b"\xff" * 70 + b"\x00\x00\xe0\x00"):
         with pytest.raises(IndexUnreadable):
             gitlinks(bad)
+
+
+def test_a_limited_network_is_refused_where_the_relays_python_would_be_hidden(tmp_path, monkeypatch):
+    import ringfence.backends.bwrap.interpreter as interpreter
+    from ringfence.backends.isolated import IsolatedBackend
+
+    home, ws = tmp_path / "home", tmp_path / "home" / "proj"
+    ws.mkdir(parents=True)
+    monkeypatch.setenv("RINGFENCE_STATE_DIR", str(tmp_path / "state"))
+    limited = load_policy(str(ws), home=str(home), env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+                          overrides=['default_permissions="dev"', 'permissions.dev.extends=":workspace"',
+                                     'permissions.dev.network.enabled=true', 'permissions.dev.network.mode="limited"',
+                                     'permissions.dev.network.domains={"pypi.org"="allow"}'])
+    backend = IsolatedBackend(None)
+    monkeypatch.setattr(interpreter, "inside_python", lambda filesystem: "/usr/bin/python3")
+    assert backend.check(limited) == ()  # control: a system Python stays visible
+    monkeypatch.setattr(interpreter, "inside_python", lambda filesystem: str(home / ".pyenv" / "bin" / "python3"))
+    (refusal,) = backend.check(limited)
+    assert "hides" in refusal.reason and str(home) in refusal.reason
+    assert IsolatedBackend(None, rootfs=str(tmp_path)).check(limited)

@@ -617,3 +617,30 @@ def test_trust_from_a_config_file_counts(world):
     world.project('sandbox_mode = "danger-full-access"\n')
     given = world.config_file(f'[projects."{world.ws}"]\ntrust_level = "trusted"\n')
     assert world.policy(config_files=[given]).sandboxed is False
+
+
+def test_a_record_with_a_default_before_a_field_without_one_is_refused_when_defined():
+    from ringfence._record import Record
+
+    with pytest.raises(TypeError, match="must come last"):
+        class Misordered(Record):  # noqa: F841
+            __slots__ = ("a", "b")
+            _defaults = {"a": 1}
+    with pytest.raises(TypeError, match="does not have"):
+        class Unknown(Record):  # noqa: F841
+            __slots__ = ("a",)
+            _defaults = {"b": 1}
+
+
+def test_a_record_builds_the_same_before_and_after_it_is_compiled():
+    from ringfence._record import COMPILE_AFTER, Record
+
+    class Point(Record):
+        __slots__ = ("x", "y", "label")
+        _defaults = {"label": None}
+
+    built = [Point(index, y=2) for index in range(COMPILE_AFTER + 2)]
+    assert built[0] == Point(0, 2, None) and built[-1] == Point(COMPILE_AFTER + 1, 2, None)
+    for bad in (lambda: Point(1), lambda: Point(1, 2, 3, 4), lambda: Point(1, 2, z=3)):
+        with pytest.raises(TypeError):
+            bad()

@@ -214,7 +214,27 @@ class IsolatedBackend:
         if not policy.sandboxed:
             return (Unenforceable("an isolated run", "danger-full-access has no sandbox to isolate",
                                   "choose workspace-write or read-only"),)
-        return tuple(mount_problems(policy, self.rootfs))
+        return tuple(mount_problems(policy, self.rootfs) + self._relay_problems(policy))
+
+    def _relay_problems(self, policy) -> list[Unenforceable]:
+        """The egress relay runs on the Python the policy shows; an isolated
+        run hides the home directory (and with --rootfs the whole host), so
+        one there would be missing at the start, with a misleading error."""
+        if policy.network.mode != "limited":
+            return []
+        from .bwrap.interpreter import inside_python
+
+        interpreter = inside_python(policy.filesystem)
+        workspace = policy.project_roots[0]
+        if self.rootfs is None and interpreter is not None and not (
+                policy.home != "/" and _inside(interpreter, policy.home) and not _inside(interpreter, workspace)):
+            return []
+        where = "the clean base system (--rootfs)" if self.rootfs else f"an isolated run, which hides {policy.home}"
+        return [Unenforceable("a network limited to listed domains",
+                              f"its relay runs on Python inside the sandbox, and {interpreter or 'no Python'} "
+                              f"is not visible in {where}",
+                              "install ringfence for a Python outside the home directory, or run without "
+                              "--isolated (or without --rootfs)")]
 
     def describe(self, policy) -> dict:
         return dict(self.inner.describe(policy), isolated=True)
@@ -233,6 +253,10 @@ class IsolatedBackend:
         state = state_dir(policy.home)
         recovered = recover(state)
         if not recovered.empty:
+            # An apply rolled forward writes into the workspace the check planned.
+            forget = getattr(self.inner, "forget_check", None)
+            if forget is not None:
+                forget()
             events.emit("isolate.recovered", **{name: list(getattr(recovered, name))
                                                 for name in recovered.__slots__})
         workspace = policy.project_roots[0]

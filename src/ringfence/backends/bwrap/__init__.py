@@ -40,13 +40,18 @@ def _find_shim(env: dict, filesystem) -> str | None:
     return None
 
 
-def _ensure_own_directories(policy, state: str):
+def _ensure_own_directories(policy, state: str) -> bool:
     """ringfence's state and configuration directories must exist before the
-    mounts are planned: a missing one could be created by the sandbox, with
-    contents ringfence would trust on the next start."""
+    mounts are planned: a missing one is planned as nothing to mask, and the
+    sandbox could then read it, or create it with contents ringfence would
+    trust on the next start. True when one had to be made."""
+    made = False
     for path in (state, user_config_dir(policy.home)):
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            made = True
     os.chmod(state, 0o700)  # it names the secrets it masks
+    return made
 
 
 def _egress_problems(policy) -> list[Unenforceable]:
@@ -86,8 +91,15 @@ class BwrapBackend:
         for what, why, fix in limit_tools.unenforceable(policy.limits, limit_tools.choose(policy.limits)):
             found.append(Unenforceable(what, why, fix))
         try:
-            mounts = planned_mounts(policy.filesystem, policy.limits.temporary_space, self.cache,
-                                    for_check=True)
+            # The plan a run may reuse must see ringfence's own folders as they
+            # will be (see _ensure_own_directories); where they cannot be made
+            # now, the run plans afresh and fails there with the reason.
+            try:
+                _ensure_own_directories(policy, state_dir(policy.home))
+                reusable = self.cache
+            except OSError:
+                reusable = None
+            mounts = planned_mounts(policy.filesystem, policy.limits.temporary_space, reusable, for_check=True)
         except PolicyError as exc:
             found.append(Unenforceable("the filesystem view", exc.message, exc.hint))
         else:
@@ -127,9 +139,9 @@ class BwrapBackend:
 
     def plan(self, policy, command: list[str], *, cwd: str, env_result, io, events, view=None):
         state = state_dir(policy.home)
-        if recover_leftovers(state, events):
-            self.cache.checked = None  # planned over the leftover placeholders just removed
-        _ensure_own_directories(policy, state)
+        recovered = recover_leftovers(state, events)
+        if _ensure_own_directories(policy, state) or recovered:
+            self.forget_check()  # planned over leftovers just removed, or without a folder just made
         shim = None
         if io.tty and os.isatty(0) and io.stdin == INHERIT:
             shim = _find_shim(env_result.env, policy.filesystem)
@@ -138,6 +150,10 @@ class BwrapBackend:
         if plan.limits_mechanism.processes is None and policy.limits.processes is not None:
             events.emit("limits.unenforced", limit="processes", detail=plan.limits_mechanism.detail)
         return plan
+
+    def forget_check(self) -> None:
+        """The files changed since the last check: the next plan is made anew."""
+        self.cache.checked = None
 
     def run(self, plan, io, *, timeout: float | None, events, forward_signals: bool, keep: bool = True):
         """With `keep`, placeholders stay between runs until `close()`."""

@@ -93,15 +93,17 @@ class PlanCache:
 
 
 # How long the mount plan `check` made stays good for the run's own plan.
-CHECKED_FRESH_S = 1.0
+# Shorter than any question a person answers: a run that waited on one plans
+# anew, so that a denied file created meanwhile is masked.
+CHECKED_FRESH_S = 0.2
 
 
 def planned_mounts(filesystem, temporary_space, cache: PlanCache | None, *, for_check: bool = False):
     """The mount plan of `filesystem`. With thousands of masks it is the
     costliest step of a start, and a run checks the policy just before it
     plans: the plan reuses the check's once, for the same policy object and
-    only while fresh (a run that waited on an approval question plans anew,
-    so that a denied file created meanwhile is masked)."""
+    only while fresh (CHECKED_FRESH_S), unless the backend was told that
+    files changed since (`forget_check`)."""
     import time
 
     if cache is not None and not for_check and cache.checked is not None:
