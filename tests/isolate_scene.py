@@ -29,8 +29,15 @@ from tree_snapshot import snapshot
 root, edits_path, _, out = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 with open(edits_path) as handle:
     edits = json.load(handle)
+# Without root, a mode that takes its owner's read or list away (0200, 0300)
+# would stop this script's own later edits below it (a copy for a folder
+# moved in the overlay, a removal): such modes are set last.
+deferred = []
 for edit in edits:
     kind, path = edit[0], os.path.join(root, edit[1])
+    if kind == "chmod" and os.geteuid() != 0:
+        deferred.append(edit)
+        continue
     if kind == "write":
         data = bytes.fromhex(edit[2])
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -76,6 +83,10 @@ for edit in edits:
         subprocess.run(edit[2], cwd=root, check=True, env=edit[3])
     else:
         raise SystemExit(f"unknown edit {kind}")
+for edit in deferred:
+    path = os.path.join(root, edit[1])
+    if os.path.lexists(path) and not os.path.islink(path):
+        os.chmod(path, edit[2])
 if out == "-":
     sys.stdout.write(json.dumps(snapshot(root)))
 else:

@@ -56,8 +56,12 @@ def edit_in_run(scene, edits: list, *args) -> dict:
     """An isolated run that makes `edits` in its overlay and reports the merged view."""
     script = scene.write("outside/edit.py", EDIT_SCRIPT)
     edits_path = scene.write("outside/edits.json", json.dumps(edits))
+    # Beside the script, not in the checkout: an isolated run sees neither the
+    # home directory nor the host's /tmp, where a checkout may well be.
+    with open(os.path.join(TESTS, "tree_snapshot.py"), encoding="utf-8") as source:
+        scene.write("outside/tree_snapshot.py", source.read())
     done = ringfence(scene, "run", "--no-tty", "--isolated", *args, "--", sys.executable, "-I", script, scene.ws,
-                     edits_path, TESTS, "-")
+                     edits_path, os.path.dirname(script), "-")
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     return json.loads(done.stdout)
 
