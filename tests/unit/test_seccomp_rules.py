@@ -141,6 +141,12 @@ def test_unix_sockets_depend_on_the_variant():
     assert set(map(repr, base)) < set(map(repr, nounix))
 
 
+def test_memory_files_are_refused_only_in_their_variant():
+    assert verdict(seccomp.rules(), "memfd_create", 0) is None
+    assert verdict(seccomp.rules(False, True), "memfd_create", 0) == errno_action(errno.ENOSYS)
+    assert verdict(seccomp.rules(True, True), "socket", AF_UNIX, SOCK_STREAM, 0) is not None
+
+
 def test_new_user_namespaces_are_refused(rules):
     CLONE_NEWUSER = 0x10000000
     assert verdict(rules, "unshare", CLONE_NEWUSER) == errno_action(errno.EPERM)

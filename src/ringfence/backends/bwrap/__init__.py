@@ -130,7 +130,7 @@ class BwrapBackend:
         return {"process_cap_enforced_by": mechanism.processes, "enforcement": mechanism.detail,
                 "memory_enforced_by": "RLIMIT_AS per process" + (
                     f", and {mechanism.memory} for the whole run (its temporary files included)"
-                    if mechanism.memory else ""),
+                    if mechanism.memory else ", with memfd_create refused (no memory cgroup to count its pages)"),
                 "cpu_time_enforced_by": "RLIMIT_CPU per process",
                 "shared_counters": dict(limit_tools.counter_shares()),
                 "shared_rlimits": "half of this user's RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE"}

@@ -88,7 +88,8 @@ class PlanCache:
 
     def __init__(self):
         self.bwrap = self.counter_shares = self.overlay_sources = self.empty_folders = None
-        self.seccomp: dict[bool, bytes] = {}  # by whether new unix sockets are refused
+        # by whether new unix sockets and memory files are refused
+        self.seccomp: dict[tuple[bool, bool], bytes] = {}
         self.checked = None  # (filesystem, temporary_space, MountPlan, when): see planned_mounts
 
 
@@ -139,13 +140,14 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
         cache.empty_folders = ensure_empty_folders(os.path.join(state, "mask"))
         cache.overlay_sources = cache.empty_folders if read_only_overlays_work(
             cache.bwrap, cache.empty_folders, cache_dir) else None
-    refuse_unix = policy.network.unix_sockets_refused
-    if refuse_unix not in cache.seccomp:
-        cache.seccomp[refuse_unix] = seccomp.program(cache_dir, deny_unix_sockets=refuse_unix)
+    mechanism = limit_tools.choose(policy.limits)
+    variant = (policy.network.unix_sockets_refused, policy.limits.memory is not None and not mechanism.memory)
+    if variant not in cache.seccomp:
+        cache.seccomp[variant] = seccomp.program(cache_dir, deny_unix_sockets=variant[0],
+                                                 deny_memory_files=variant[1])
     mounts = planned_mounts(filesystem, policy.limits.temporary_space, cache)
     if view is not None:
         mounts = view(mounts)
-    mechanism = limit_tools.choose(policy.limits)
     mask_file = os.path.join(state, "mask", "empty")
     egress = None
     inner = list(command)
@@ -165,7 +167,7 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     argv = bwrap_argv(cache.bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper=helper, env=env_result.env,
                       overlay_sources=cache.overlay_sources if placeholders else None)
-    return BwrapPlan(argv=argv, env=env_result.env, mounts=mounts, seccomp_program=cache.seccomp[refuse_unix],
+    return BwrapPlan(argv=argv, env=env_result.env, mounts=mounts, seccomp_program=cache.seccomp[variant],
                      network_isolated=policy.network.isolated, bwrap=cache.bwrap, command=list(command),
                      full_command=full_command, mask_file=mask_file, placeholders=mounts.placeholders,
                      state=state, dropped_env=env_result.dropped, limits=policy.limits,

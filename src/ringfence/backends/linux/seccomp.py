@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     # (syscall, action, ((argument, operator, a, b), ...)); "?" before a name: skipped where unknown.
     Rule = tuple[str, int, tuple[tuple[int, int, int, int], ...]]
 
-FILTER_VERSION = 4  # bump when the rules below change: it invalidates cached programs
+FILTER_VERSION = 5  # bump when the rules below change: it invalidates cached programs
 
 # Families a network namespace confines, or that never leave the machine.
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
@@ -63,9 +63,16 @@ def _errno(code: int) -> int:
     return 0x00050000 | (code & 0xFFFF)
 
 
-def rules(deny_unix_sockets: bool = False) -> list[Rule]:
-    """The filter as data: (syscall, action, [(arg, op, a, b), ...]) tuples."""
+def rules(deny_unix_sockets: bool = False, deny_memory_files: bool = False) -> list[Rule]:
+    """The filter as data: (syscall, action, [(arg, op, a, b), ...]) tuples.
+
+    `deny_memory_files`: a memory limit with no memory cgroup behind it is
+    only RLIMIT_AS, and a memfd's pages, written and unmapped, count against
+    no address space and no mount: refusing memfd_create (ENOSYS, so that
+    programs fall back to files in the bounded /dev/shm) keeps the limit."""
     out: list[Rule] = []
+    if deny_memory_files:
+        out.append(("memfd_create", _errno(errno.ENOSYS), ()))
     for name in DENIED_EPERM:
         out.append((name, _errno(errno.EPERM), ()))
     for name in DENIED_EPERM_OPTIONAL:
@@ -131,7 +138,7 @@ def _library():
     return lib, ArgCmp
 
 
-def compile_program(deny_unix_sockets: bool = False) -> bytes:
+def compile_program(deny_unix_sockets: bool = False, deny_memory_files: bool = False) -> bytes:
     """Compile the filter to a BPF program (an array of `struct sock_filter`)."""
     lib, ArgCmp = _library()
     ctx = lib.seccomp_init(SCMP_ACT_ALLOW)
@@ -140,7 +147,7 @@ def compile_program(deny_unix_sockets: bool = False) -> bytes:
     try:
         if lib.seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS) != 0:
             raise BackendUnavailable("libseccomp refused to set the bad-architecture action")
-        for name, action, comparisons in rules(deny_unix_sockets):
+        for name, action, comparisons in rules(deny_unix_sockets, deny_memory_files):
             optional = name.startswith("?")
             name = name.lstrip("?")
             number = lib.seccomp_syscall_resolve_name(name.encode())
@@ -176,11 +183,12 @@ def compile_program(deny_unix_sockets: bool = False) -> bytes:
         lib.seccomp_release(ctx)
 
 
-def program(cache_dir: str | None, deny_unix_sockets: bool = False) -> bytes:
+def program(cache_dir: str | None, deny_unix_sockets: bool = False, deny_memory_files: bool = False) -> bytes:
     """The compiled program, from the cache when it holds this exact variant."""
     from ... import __version__
 
-    variant = "nounix" if deny_unix_sockets else "base"
+    variant = "-".join(name for name, on in (("nounix", deny_unix_sockets), ("nomemfd", deny_memory_files)) if on) \
+        or "base"
     name = f"seccomp-{__version__}-v{FILTER_VERSION}-{variant}-{os.uname().machine}.bpf"
     path = os.path.join(cache_dir, name) if cache_dir else None
     if path:
@@ -191,7 +199,7 @@ def program(cache_dir: str | None, deny_unix_sockets: bool = False) -> bytes:
                 return data
         except OSError:
             pass
-    data = compile_program(deny_unix_sockets)
+    data = compile_program(deny_unix_sockets, deny_memory_files)
     if path:
         from ...state import write_cache
 
