@@ -20,7 +20,6 @@ hyperfine is the Debian package `hyperfine`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import shutil
@@ -30,23 +29,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from startup import World, build_tree  # noqa: E402
-
-
-def hyperfine(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None, warmup: int = 3,
-              shell: bool = True) -> dict:
-    """hyperfine's result row per named command, one invocation; without
-    `shell`, commands run without a shell in between (-N)."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as export:
-        args = ["hyperfine", "--warmup", str(warmup), "--runs", str(runs), "--export-json", export.name,
-                "--style", "none"] + ([] if shell else ["-N"])
-        if prepare:
-            args += ["--prepare", prepare]
-        for name, command in commands.items():
-            args += ["--command-name", name, command]
-        subprocess.run(args, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
-        data = json.load(open(export.name))
-    return {r["command"]: r for r in data["results"]}
+from startup import World, build_tree, hyperfine_rows as hyperfine  # noqa: E402
 
 
 def report(title: str, results: dict, before: str = "before", after: str = "after", floor: str | None = None):

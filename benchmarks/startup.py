@@ -127,20 +127,28 @@ def placeholders_made(paths):
                 os.rmdir(path)
 
 
+def hyperfine_rows(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None, warmup: int = 3,
+              shell: bool = True) -> dict:
+    """hyperfine's result row per named command, one invocation; without
+    `shell`, commands run without a shell in between (-N)."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as export:
+        args = ["hyperfine", "--warmup", str(warmup), "--runs", str(runs), "--export-json", export.name,
+                "--style", "none"] + ([] if shell else ["-N"])
+        if prepare:
+            args += ["--prepare", prepare]
+        for name, command in commands.items():
+            args += ["--command-name", name, command]
+        subprocess.run(args, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
+        data = json.load(open(export.name))
+    return {r["command"]: r for r in data["results"]}
+
+
 def hyperfine(commands: dict, runs: int, env: dict, cwd: str, prepare: str | None = None) -> dict:
     """(mean, stddev, median) seconds per command, measured by hyperfine when
     present. `prepare` runs before every timed run, outside the timing."""
     if shutil.which("hyperfine"):
-        with tempfile.NamedTemporaryFile(suffix=".json") as export:
-            args = ["hyperfine", "--warmup", "5", "--runs", str(runs), "--export-json", export.name,
-                    "--style", "none"]
-            if prepare:
-                args += ["--prepare", prepare]
-            for name, command in commands.items():
-                args += ["--command-name", name, command]
-            subprocess.run(args, check=True, env=env, cwd=cwd, stdout=subprocess.DEVNULL)
-            data = json.load(open(export.name))
-        return {r["command"]: (r["mean"], r["stddev"] or 0.0, r["median"]) for r in data["results"]}
+        rows = hyperfine_rows(commands, runs, env, cwd, prepare=prepare, warmup=5)
+        return {name: (row["mean"], row["stddev"] or 0.0, row["median"]) for name, row in rows.items()}
     results = {}
     for name, command in commands.items():
         samples = []
