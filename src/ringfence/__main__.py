@@ -1,3 +1,3 @@
-from ringfence.cli import main
+from ringfence.cli import command_line
 
-raise SystemExit(main())
+command_line()

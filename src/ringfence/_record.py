@@ -18,7 +18,39 @@ if TYPE_CHECKING:
     from typing import Any, Self
 
 
-COMPILE_AFTER = 64
+_MISSING = object()
+
+
+def _initializer(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]):
+    """A fast __init__ for one record class, made without `exec`: compiling a
+    generated __init__ costs as much as a hundred builds, the `run` path
+    defines dozens of records and builds most of them a few times, and a
+    policy builds thousands of a few."""
+    count = len(fields)
+    position = {name: index for index, name in enumerate(fields)}
+    start_values = [defaults.get(name, _MISSING) for name in fields]
+    required = next((index for index, name in enumerate(fields) if name in defaults), count)
+    setter = object.__setattr__
+    name_of = cls.__name__
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        given = len(args)
+        if given > count:
+            raise TypeError(f"{name_of} takes {count} fields")
+        values = list(args) + start_values[given:]
+        for name, value in kwargs.items():
+            index = position.get(name)
+            if index is None or index < given:
+                raise TypeError(f"{name_of}: unexpected or repeated field {name!r}")
+            values[index] = value
+        if given < required:
+            for index in range(given, required):
+                if values[index] is _MISSING:
+                    raise TypeError(f"{name_of}: missing field {fields[index]!r}")
+        for name, value in zip(fields, values):
+            setter(self, name, value)
+
+    return __init__
 
 
 class Record:
@@ -30,53 +62,16 @@ class Record:
         if not fields:
             return
         defaults = cls.__dict__.get("_defaults", {})
-        # Checked here, not when the compiled __init__ first fails: that is only
-        # after COMPILE_AFTER builds, which a test may never reach.
         unknown = set(defaults) - set(fields)
         if unknown:
             raise TypeError(f"{cls.__name__}: defaults for fields it does not have: {sorted(unknown)}")
         first_default = next((index for index, name in enumerate(fields) if name in defaults), len(fields))
         if any(name not in defaults for name in fields[first_default:]):
             raise TypeError(f"{cls.__name__}: fields with defaults must come last in __slots__")
-        # A generated __init__ is several times faster than the generic one
-        # below, and policies hold thousands of rules.
-        params = ", ".join(f"{name}=_d[{name!r}]" if name in defaults else name for name in fields)
-        body = "\n".join(f"    _set(self, {name!r}, {name})" for name in fields)
-        namespace = {"_set": object.__setattr__, "_d": defaults}
-        source = f"def __init__(self, {params}):\n{body}\n"
+        cls.__init__ = _initializer(cls, fields, defaults)  # type: ignore[method-assign]  # the point
 
-        built = [0]
-
-        def early_init(self, *args, **kwargs):
-            # Compiled only once a class is built often: the `run` path
-            # defines dozens of records and builds most of them a few times,
-            # and each compile costs as much as a hundred generic builds.
-            built[0] += 1
-            if built[0] >= COMPILE_AFTER:
-                exec(source, namespace)
-                cls.__init__ = namespace["__init__"]
-            Record.__init__(self, *args, **kwargs)
-
-        cls.__init__ = early_init  # type: ignore[method-assign]  # replacing __init__ is the point
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        fields = self.__slots__
-        if len(args) > len(fields):
-            raise TypeError(f"{type(self).__name__} takes {len(fields)} fields")
-        values = dict(zip(fields, args))
-        for name, value in kwargs.items():
-            if name not in fields or name in values:
-                raise TypeError(f"{type(self).__name__}: unexpected or repeated field {name!r}")
-            values[name] = value
-        defaults = getattr(type(self), "_defaults", {})
-        for name in fields:
-            if name in values:
-                value = values[name]
-            elif name in defaults:
-                value = defaults[name]
-            else:
-                raise TypeError(f"{type(self).__name__}: missing field {name!r}")
-            object.__setattr__(self, name, value)
+    if TYPE_CHECKING:
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")

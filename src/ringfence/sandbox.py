@@ -234,14 +234,16 @@ class Sandbox:
         output_mode = CAPTURE if capture_output else INHERIT
         io = IOSpec(stdin=stdin_mode, input=input, stdout=output_mode, stderr=output_mode, tty=tty,
                     pass_fds=tuple(pass_fds))
-        from .launcher.unsandboxed import run_unsandboxed
-
         if not policy.sandboxed:
+            from .launcher.unsandboxed import run_unsandboxed
+
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events)
         if timeout is None:
             timeout = policy.limits.timeout
         if verdict.action == "unsandboxed":
+            from .launcher.unsandboxed import run_unsandboxed
+
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events, why="approved escalation")
         assert backend is not None, "a sandboxed policy has a backend"
@@ -271,6 +273,8 @@ class Sandbox:
         if guard is not None:
             guard.finish(known, events, events.run_id)
         if gate.after_failure(policy, command, outcome, cwd=cwd, approver=approver, events=events):
+            from .launcher.unsandboxed import run_unsandboxed
+
             return run_unsandboxed(policy, command, cwd=cwd, env=env_result.env, io=io, timeout=timeout,
                                    events=events, why="approved re-run after the sandbox denied it")
         return outcome.replace(events=tuple(events.events))

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 
 from .._record import Record
-from .terminal import RawMode, SavedModes, open_pty
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # `typing` loads `re`: checkers only
     from typing import Final, Literal
+
+    from .terminal import RawMode, SavedModes
 
     StdinMode = Literal["inherit", "devnull", "pipe"]
     OutputMode = Literal["inherit", "capture"]
@@ -79,10 +80,17 @@ class Streams:
     def open(self) -> "Streams":
         io = self.io
         terminals = terminal_fds(io)
-        self._saved = SavedModes(terminals)
+        if terminals:
+            # The terminal module (with termios, fcntl and struct) loads only
+            # where there is a terminal: most runs of an agent have none.
+            from .terminal import SavedModes
+
+            self._saved = SavedModes(terminals)
         relays: dict[int, int] = {}
         input_relay = None
         if terminals and io.tty:
+            from .terminal import open_pty
+
             master, slave = open_pty(size_from=terminals[0])
             self._master = master
             self._child_ends.append(slave)
@@ -143,6 +151,8 @@ class Streams:
         """The user's keys go to the private pty as they are typed."""
         pty_input = self.supervision.get("pty_input")
         if pty_input is not None:
+            from .terminal import RawMode
+
             self._raw = RawMode(pty_input).__enter__()
 
     def close(self):

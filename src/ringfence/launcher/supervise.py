@@ -17,7 +17,6 @@ import time
 
 from . import signals
 
-from .terminal import TerminalFilter, copy_window_size, filter_for, foreground_group
 
 TAIL_BYTES = 64 * 1024  # of what the user's terminal was shown, for the denial report
 GRACE_SECONDS = 3.0
@@ -67,10 +66,16 @@ class Supervisor:
         self.kill_at: float | None = None
         self.signals_seen = 0
         self.to_pty = bytearray()
-        # A filter only where there is a terminal to guard: building one costs a start a millisecond.
-        self.pty_filter = filter_for(pty_output) if pty_output is not None else None
         self.relays = dict(relays or {})
-        self.relay_filters = {fd: filter_for(terminal) for fd, terminal in self.relays.items()}
+        # A filter (and the terminal module) only where there is a terminal to
+        # guard: loading and building one costs a start a millisecond or two.
+        self.pty_filter = None
+        self.relay_filters = {}
+        if pty_output is not None or self.relays:
+            from .terminal import filter_for
+
+            self.pty_filter = filter_for(pty_output) if pty_output is not None else None
+            self.relay_filters = {fd: filter_for(terminal) for fd, terminal in self.relays.items()}
         self.input_relay = input_relay
         self.to_input = bytearray()
         self._status = initial_status
@@ -91,13 +96,19 @@ class Supervisor:
         """Called from a signal handler in the CLI: pass the signal on."""
         if signum == signals.SIGWINCH:
             if self.pty_master is not None and self.pty_output is not None:
+                from .terminal import copy_window_size
+
                 copy_window_size(self.pty_output, self.pty_master)
             return
         self.signals_seen += 1
         if self.signals_seen > 1 or self.sandbox_pid is None:
             self.kill_everything("interrupted")
             return
-        group = foreground_group(self.pty_master) if self.pty_master is not None else None
+        group = None
+        if self.pty_master is not None:
+            from .terminal import foreground_group
+
+            group = foreground_group(self.pty_master)
         target = group or self.sandbox_pid
         try:
             os.killpg(target, signum)

@@ -11,13 +11,18 @@ from .filesystem import NONE, TIER_BUILTIN, GlobSpec, PathRule
 from .globs import is_glob, static_prefix
 
 
+def _resolved(parents: dict, path: str) -> str:
+    resolved = parents.get(path)
+    if resolved is None:
+        resolved = parents[path] = canonical(path)
+    return resolved
+
+
 def _canonical_under(parents: dict, path: str) -> str:
     """`canonical(path)`, resolving each parent directory once: the credential
     list names dozens of paths under the same few directories."""
     parent, _, name = path.rpartition("/")
-    resolved = parents.get(parent)
-    if resolved is None:
-        resolved = parents[parent] = canonical(parent)
+    resolved = _resolved(parents, parent)
     full = f"{resolved}/{name}" if resolved != "/" else f"/{name}"
     return canonical(full) if os.path.islink(full) else full
 
@@ -45,7 +50,7 @@ def credential_rules(expander, enabled: bool) -> tuple[list[PathRule], list[Glob
             if is_glob(relative):
                 root = static_prefix(target)
                 pattern = target[len(root):].lstrip("/")
-                globs.append(GlobSpec(root=canonical(root), pattern=pattern, access=access, origin=BUILTIN,
+                globs.append(GlobSpec(root=_resolved(parents, root), pattern=pattern, access=access, origin=BUILTIN,
                                       label=label, tier=TIER_BUILTIN, excludes=excludes, fold=True, holds=holds))
             else:
                 rules.append(PathRule(_canonical_under(parents, target), access, BUILTIN, label,

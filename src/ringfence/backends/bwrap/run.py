@@ -15,7 +15,6 @@ from ...launcher.outcome import Outcome
 from ...launcher.session import exit_status, kill_and_reap, supervise
 from ...launcher.spawn import HOST_ENVIRONMENT, spawn
 from ..linux import limits as limit_tools
-from ..linux.diagnose import explain_start_failure
 from . import fds
 from .argv import HELPER_DIR_SOURCE, HELPER_FILE_SOURCE
 from .placeholders import Placeholders
@@ -291,6 +290,8 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
     duration = time.monotonic() - started
     code = exit_status(result)
     if code is None:
+        from ..linux.diagnose import explain_start_failure  # only when bwrap failed to start
+
         message, hint = explain_start_failure(plan.bwrap.path)
         events.emit("sandbox.error", message=message, duration=round(duration, 4))
         raise BackendUnavailable(message, hint=hint)
