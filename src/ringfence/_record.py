@@ -19,21 +19,30 @@ if TYPE_CHECKING:
 
 
 _MISSING = object()
+COMPILE_AFTER = 64
 
 
 def _initializer(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]):
-    """A fast __init__ for one record class, made without `exec`: compiling a
-    generated __init__ costs as much as a hundred builds, the `run` path
-    defines dozens of records and builds most of them a few times, and a
-    policy builds thousands of a few."""
+    """The __init__ of one record class.
+
+    A generated, compiled __init__ builds a record in under a microsecond,
+    but compiling one costs as much as fifty builds, and the `run` path
+    defines dozens of records and builds most of them a few times. So each
+    class starts with a closure over its fields (about twice as slow per
+    build, nothing to compile) and compiles its own only once it has been
+    built often: a policy builds thousands of a few."""
     count = len(fields)
     position = {name: index for index, name in enumerate(fields)}
     start_values = [defaults.get(name, _MISSING) for name in fields]
     required = next((index for index, name in enumerate(fields) if name in defaults), count)
     setter = object.__setattr__
     name_of = cls.__name__
+    built = [0]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        built[0] += 1
+        if built[0] == COMPILE_AFTER:
+            cls.__init__ = _compiled(fields, defaults)  # type: ignore[misc]  # the point
         given = len(args)
         if given > count:
             raise TypeError(f"{name_of} takes {count} fields")
@@ -51,6 +60,14 @@ def _initializer(cls: type, fields: tuple[str, ...], defaults: dict[str, Any]):
             setter(self, name, value)
 
     return __init__
+
+
+def _compiled(fields: tuple[str, ...], defaults: dict[str, Any]):
+    params = ", ".join(f"{name}=_d[{name!r}]" if name in defaults else name for name in fields)
+    body = "\n".join(f"    _set(self, {name!r}, {name})" for name in fields)
+    namespace: dict[str, Any] = {"_set": object.__setattr__, "_d": defaults}
+    exec(f"def __init__(self, {params}):\n{body}\n", namespace)
+    return namespace["__init__"]
 
 
 class Record:

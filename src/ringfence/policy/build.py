@@ -182,10 +182,12 @@ def build(config, *, env=None) -> Policy:
     refusals: list[PolicyError] = []
     snapshots: dict = {}
     scanned_directories: dict = {}
+    kinds: dict = {}
     glob_rules, glob_summaries, glob_caps = scan_globs(glob_specs + cred_globs + nested, provisional,
                                                         cache_dir=os.path.join(state_dir(home), "cache"),
                                                         home=home, snapshots=snapshots,
-                                                        identities=scanned_directories, refusals=refusals)
+                                                        identities=scanned_directories, refusals=refusals,
+                                                        kinds=kinds)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     check_symlinks(profile_rules, provisional, refusals)
@@ -215,7 +217,8 @@ def build(config, *, env=None) -> Policy:
                                            tier=TIER_PROTECTED, spelled=entry.path)) for entry in protected]
     caps += glob_caps
     caps += own_files(home, writable_roots)
-    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected), snapshots, scanned_directories)
+    filesystem = FilesystemPolicy(rules, caps, glob_summaries, tuple(protected), snapshots, scanned_directories,
+                                  kinds=kinds)
 
     added = [("RINGFENCE_SANDBOX", "1")]
     if not (tmpdir and filesystem.decide_canonical(tmpdir).access == WRITE

@@ -153,7 +153,7 @@ class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
     __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "scanned_directories",
-                 "_writable_snapshots", "_frozen")
+                 "kinds", "_writable_snapshots", "_frozen")
     rules: tuple[PathRule, ...]
     index: dict[str, PathRule]
     caps: tuple[Cap, ...]
@@ -162,10 +162,11 @@ class FilesystemPolicy:
     protected: tuple[ProtectedPath, ...]
     snapshots: dict[str, dict[str, tuple]]
     scanned_directories: dict[str, tuple[int, int, int]]
+    kinds: dict[str, str]
     _writable_snapshots: list[dict[str, tuple]] | None
     _frozen: bool
 
-    def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None, scanned_directories=None):
+    def __init__(self, rules, caps=(), globs=(), protected=(), snapshots=None, scanned_directories=None, kinds=None):
         index: dict[str, PathRule] = {}
         for rule in rules:
             current = index.get(rule.path)
@@ -186,6 +187,8 @@ class FilesystemPolicy:
         object.__setattr__(self, "snapshots", dict(snapshots or {}))
         # directory -> (device, inode, ctime) of each folder where a glob matched, as the scan saw it
         object.__setattr__(self, "scanned_directories", dict(scanned_directories or {}))
+        # denied path -> "dir" or "file", as the scan found it (see scan_globs)
+        object.__setattr__(self, "kinds", dict(kinds or {}))
         object.__setattr__(self, "_writable_snapshots", None)
         object.__setattr__(self, "_frozen", True)
 

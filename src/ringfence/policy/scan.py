@@ -6,17 +6,25 @@ decided here."""
 from __future__ import annotations
 
 import os
+import stat
 
 from ..errors import PolicyError
 from ..paths import ancestors, is_within, read_regular_file
 from .filesystem import NONE, READ, TIER_BUILTIN, TIER_PROTECTED, Cap, FilesystemPolicy, GlobRule, PathRule
-from .globs import compile_pattern, hard_link_count, scan
+from .globs import compile_pattern, scan
 from .refusals import hard_link_refusal, refuse
 
 
 def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None,
-                identities=None, refusals=None):
-    """Scan every glob once per (root, depth); return rules and GlobRule summaries."""
+                identities=None, refusals=None, kinds=None):
+    """Scan every glob once per (root, depth); return rules and GlobRule summaries.
+
+    `kinds` gets "dir" or "file" for each path a rule denies, as this scan
+    found it: the mount plan masks by kind, and with tens of thousands of
+    masks a second lstat of each is a tenth of a start. (A path that changes
+    kind in between fails its mount, and the run with it.)"""
+    if kinds is None:
+        kinds = {}
     groups: dict = {}
     for spec in glob_specs:
         groups.setdefault((spec.root, spec.max_depth), []).append(spec)
@@ -93,14 +101,28 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
                     caps.append(Cap(match.path, READ, PathRule(match.path, READ, origin, label, kind="protected",
                                                                tier=TIER_PROTECTED, spelled=match.path)))
                     continue
-                if access == NONE and not match.is_dir and hard_link_count(match.path) > 1:
-                    refuse(refusals, hard_link_refusal(match.path, label, root))
+                if access == NONE:
+                    if match.is_dir:
+                        kinds[match.path] = "dir"
+                    else:
+                        found = _lstat(match.path)
+                        if found is not None:
+                            kinds[match.path] = "dir" if stat.S_ISDIR(found.st_mode) else "file"
+                            if stat.S_ISREG(found.st_mode) and found.st_nlink > 1:
+                                refuse(refusals, hard_link_refusal(match.path, label, root))
                 kind = "credentials" if tier == TIER_BUILTIN else "glob"
                 rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
                                       spelled=match.path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
                                       tuple(m.path for m in hits), tuple(entry.excludes)))
     return rules, summaries, caps
+
+
+def _lstat(path: str):
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
 
 
 def _holds_any(path: str, words) -> bool:

@@ -102,6 +102,7 @@ def _kind_on_disk(path: str):
 
 def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPlan:
     decide = filesystem.decider()
+    kinds = filesystem.kinds
     root = decide("/")
     steps: list[MountStep] = []
     tmpfs_root = root.access == NONE
@@ -159,7 +160,7 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
     late: list[MountStep] = []
     for path in ordered:
         rule = index.get(path)
-        on_disk = _kind_on_disk(path)
+        on_disk = kinds.get(path) or _kind_on_disk(path)
         if denied_by_own_rule(path, rule):
             if on_disk is None:
                 continue  # most credential rules name files this machine does not have
