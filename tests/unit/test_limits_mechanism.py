@@ -91,3 +91,16 @@ def test_only_old_run_groups_are_swept(tmp_path):
     # A group made moments ago may be another run's, still moving its first process in.
     assert limits.remove_stale_groups([("cgroup v1 pids", str(parent))]) == ["ringfence-old"]
     assert sorted(os.listdir(parent)) == ["ringfence-new", "someone-else"]
+
+
+def test_a_run_groups_age_is_read_from_the_second_its_run_id_names(tmp_path):
+    parent = tmp_path / "pids"
+    old = "ringfence-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() - 3600)) + "-0a0b0c0d"
+    new = "ringfence-" + time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-0a0b0c0d"
+    for name in (old, new):
+        (parent / name).mkdir(parents=True)
+        # The directory's own time says the opposite: the name decides.
+        stamp = time.time() if name == old else time.time() - 3600
+        os.utime(parent / name, (stamp, stamp))
+    assert limits.remove_stale_groups([("cgroup v1 pids", str(parent))]) == [old]
+    assert os.listdir(parent) == [new]

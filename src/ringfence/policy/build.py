@@ -192,7 +192,7 @@ def build(config, *, env=None) -> Policy:
     provisional = FilesystemPolicy(rules)
     check_symlinks(profile_rules, provisional, refusals)
     notices: list[str] = []
-    check_hard_links(cred_rules + profile_rules, provisional, home, refusals, notices)
+    check_hard_links(cred_rules + profile_rules, provisional, home, refusals, notices, kinds)
 
     writable_roots = sorted({r.path for r in rules if r.access == WRITE and r.kind == "path" and r.path != "/"}
                             | {p for p in project_roots if provisional.decide_canonical(p).access == WRITE

@@ -149,6 +149,10 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
     return TIE_ORDER[candidate.access] > TIE_ORDER[current.access]
 
 
+# What FilesystemPolicy.kinds holds for a path found not to exist.
+MISSING = "missing"
+
+
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
@@ -187,7 +191,7 @@ class FilesystemPolicy:
         object.__setattr__(self, "snapshots", dict(snapshots or {}))
         # directory -> (device, inode, ctime) of each folder where a glob matched, as the scan saw it
         object.__setattr__(self, "scanned_directories", dict(scanned_directories or {}))
-        # denied path -> "dir" or "file", as the scan found it (see scan_globs)
+        # denied path -> "dir", "file" or MISSING, as the build found it (see scan_globs)
         object.__setattr__(self, "kinds", dict(kinds or {}))
         object.__setattr__(self, "_writable_snapshots", None)
         object.__setattr__(self, "_frozen", True)

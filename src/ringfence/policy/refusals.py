@@ -8,11 +8,12 @@ they come before a scan of the whole home would.
 from __future__ import annotations
 
 import os
+import stat
 
 from ..config.vocabulary import PROJECT_ROOTS, WORKSPACE_ROOTS
 from ..errors import PolicyError
 from ..paths import canonical, is_within, symlink_components
-from .filesystem import NONE, WRITE, FilesystemPolicy
+from .filesystem import MISSING, NONE, WRITE, FilesystemPolicy
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -120,19 +121,29 @@ def check_symlinks(rules, provisional: FilesystemPolicy, refusals=None):
 MAX_DENIED_FOLDER_WALK = 20_000
 
 
-def check_hard_links(rules: list[PathRule], provisional: FilesystemPolicy, home: str, refusals=None, notices=None):
+def check_hard_links(rules: list[PathRule], provisional: FilesystemPolicy, home: str, refusals=None, notices=None,
+                     kinds=None):
     """A denied file with other hard links (~/netrc.bak made from ~/.netrc)
     is readable under the other names, which a mask on this one cannot cover;
     so is a file inside a denied folder (~/old-creds linked to
     ~/.aws/credentials). Globs' matches are checked as they are found; these
-    are the path rules'."""
+    are the path rules'. `kinds` gets what each path was found to be (see
+    FilesystemPolicy.kinds): one lstat serves this check and the mount plan."""
+    if kinds is None:
+        kinds = {}
     for rule in rules:
         if rule.access != NONE or rule.kind not in ("path", "credentials"):
             continue
         if provisional.index.get(rule.path) is not rule:
             continue  # replaced at its path by a rule that allows it
+        try:
+            info = os.lstat(rule.path)
+        except OSError:
+            kinds[rule.path] = MISSING
+            continue
         where = home if is_within(rule.path, home) else os.path.dirname(rule.path)
-        if os.path.isdir(rule.path) and not os.path.islink(rule.path):
+        if stat.S_ISDIR(info.st_mode):
+            kinds[rule.path] = "dir"
             linked, complete = _hard_linked_inside(rule.path, MAX_DENIED_FOLDER_WALK)
             if linked:
                 refuse(refusals, hard_link_refusal(linked, rule.describe(), where))
@@ -140,8 +151,10 @@ def check_hard_links(rules: list[PathRule], provisional: FilesystemPolicy, home:
                 notices.append(f"{rule.path} (denied by {rule.describe()}) holds more than "
                                f"{MAX_DENIED_FOLDER_WALK} entries: only the first were checked for hard links "
                                "readable under another name")
-        elif hard_link_count(rule.path) > 1:
-            refuse(refusals, hard_link_refusal(rule.path, rule.describe(), where))
+        else:
+            kinds[rule.path] = "file"
+            if stat.S_ISREG(info.st_mode) and info.st_nlink > 1:
+                refuse(refusals, hard_link_refusal(rule.path, rule.describe(), where))
 
 
 def _hard_linked_inside(folder: str, limit: int) -> tuple[str | None, bool]:

@@ -14,7 +14,7 @@ import stat
 from ..._record import Record
 from ...errors import PolicyError
 from ...paths import depth
-from ...policy.filesystem import NONE, READ, WRITE
+from ...policy.filesystem import MISSING, NONE, READ, WRITE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -161,6 +161,8 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
     for path in ordered:
         rule = index.get(path)
         on_disk = kinds.get(path) or _kind_on_disk(path)
+        if on_disk == MISSING:
+            on_disk = None
         if denied_by_own_rule(path, rule):
             if on_disk is None:
                 continue  # most credential rules name files this machine does not have

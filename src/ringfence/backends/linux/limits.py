@@ -50,9 +50,23 @@ class Mechanism(Record):
     memory_parent: str | None
 
 
+_CGROUP2_SEEN: dict[str, tuple[float, str | None]] = {}   # mount table -> (when read, what it said)
+_SEEN_FOR_S = 1.0
+
+
 def cgroup2_mount(mountinfo: str = MOUNTINFO) -> str | None:
-    """Where the unified (v2) hierarchy is mounted, if anywhere."""
-    return first_mount_of("cgroup2", mountinfo)
+    """Where the unified (v2) hierarchy is mounted, if anywhere.
+
+    A run asks four times (stale groups and the limits, for pids and for
+    memory) within milliseconds; the table is read once a second at most,
+    which no remount of the cgroup hierarchy between two runs outlasts."""
+    import time
+
+    now = time.monotonic()
+    seen = _CGROUP2_SEEN.get(mountinfo)
+    if seen is None or now - seen[0] > _SEEN_FOR_S:
+        seen = _CGROUP2_SEEN[mountinfo] = (now, first_mount_of("cgroup2", mountinfo))
+    return seen[1]
 
 
 def controller_parents(controller: str, mountinfo: str = MOUNTINFO, v1: str | None = None) -> list[tuple[str, str]]:
@@ -352,17 +366,30 @@ def _remove_group(group: str, wait: float) -> bool:
 
 def remove_stale_groups(parents=None) -> list[str]:
     """Empty cgroups left by runs that were killed; called before a new run."""
+    import time
+
     removed = []
+    # Run ids begin with their UTC second: a name older than this was made more
+    # than STALE_AFTER_S ago, no lstat needed (runs in quick succession leave
+    # dozens of groups their last processes were still leaving).
+    cutoff = time.strftime("%Y%m%dT%H%M%S", time.gmtime(time.time() - STALE_AFTER_S))
     for _name, parent in ((pids_parents() + memory_parents()) if parents is None else parents):
         try:
             names = os.listdir(parent)
         except OSError:
             continue
         for name in names:
+            if not name.startswith(GROUP_PREFIX):
+                continue
             group = os.path.join(parent, name)
             # A group made moments ago belongs to a run still moving its first
             # process in: removing it would make that run fail to start.
-            if name.startswith(GROUP_PREFIX) and _age(group) > STALE_AFTER_S and _remove_group(group, wait=0):
+            stamp = name[len(GROUP_PREFIX):len(GROUP_PREFIX) + len(cutoff)]
+            if len(stamp) == len(cutoff) and stamp[8:9] == "T" and (stamp[:8] + stamp[9:]).isdigit():
+                stale = stamp < cutoff
+            else:
+                stale = _age(group) > STALE_AFTER_S  # a run id of the caller's own choosing
+            if stale and _remove_group(group, wait=0):
                 removed.append(name)
     return removed
 
