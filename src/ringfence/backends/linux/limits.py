@@ -243,11 +243,15 @@ def counter_shares(directory: str = USER_SYSCTLS) -> tuple[tuple[str, int], ...]
     return tuple(shares)
 
 
+_SETNS: list = []  # the setns callable, once this process has made one
+
+
 def _setns():
     """setns(2): os.setns from Python 3.12; before, the C function reached
     through _ctypes alone (the ctypes package costs several milliseconds to
     import, more than the rest of this)."""
     if hasattr(os, "setns"):
+        _SETNS.append(os.setns)
         return os.setns
     import _ctypes
 
@@ -267,6 +271,7 @@ def _setns():
         if call(fd, kind) != 0:
             raise OSError(_ctypes.get_errno(), os.strerror(_ctypes.get_errno()))
 
+    _SETNS.append(setns)
     return setns
 
 
@@ -286,13 +291,19 @@ class CounterCeilings:
         self.write_end = self.answer = None
         if not shares:
             return
-        setns = _setns()
+        import sys
+
+        # Making setns callable (loading _ctypes, defining the call) takes a
+        # millisecond: the child does it while the parent starts bwrap. Not
+        # where other threads run: one could hold an import lock at the fork.
+        setns = _SETNS[0] if _SETNS else (None if len(sys._current_frames()) == 1 else _setns())
         read_end, self.write_end = os.pipe()
         self.answer, answer_end = os.pipe()
         self.pid = os.fork()
-        if self.pid == 0:  # the child: no Python-level state is touched, and it never returns
+        if self.pid == 0:  # the child: it touches nothing of the parent's, and never returns
             ok = b"0"
             try:
+                setns = setns or _setns()
                 # Nothing of the parent's may stay open here: a copy of bwrap's
                 # status pipe would hide its early death from the launcher.
                 keep = sorted((read_end, answer_end))
