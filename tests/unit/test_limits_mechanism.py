@@ -104,3 +104,48 @@ def test_a_run_groups_age_is_read_from_the_second_its_run_id_names(tmp_path):
         os.utime(parent / name, (stamp, stamp))
     assert limits.remove_stale_groups([("cgroup v1 pids", str(parent))]) == [old]
     assert os.listdir(parent) == [new]
+
+
+def test_a_v1_run_group_is_made_before_the_sandbox_and_it_is_born_there(tmp_path, monkeypatch):
+    # Moving another process into a v1 group waits for an RCU grace period; a
+    # thread moving itself does not: the spawning thread goes in and back out.
+    mount = tmp_path / "pids"
+    (mount / "outer").mkdir(parents=True)
+    written = []
+    monkeypatch.setattr(limits, "_write", lambda path, text: written.append((os.path.relpath(path, mount), text)))
+    monkeypatch.setattr(limits, "_own_group", lambda at, controller: os.path.join(at, "outer"))
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    mechanism = limits.Mechanism("cgroup v1 pids", "test", str(mount))
+    prepared = limits.prepare_groups(Limits(processes=77), mechanism, "run1")
+    # The bwrap process that starts the sandbox is in the group too.
+    assert written == [("ringfence-run1/pids.max", "78")]
+    with limits.BornInto(prepared):
+        assert written[-1] == ("ringfence-run1/tasks", "0")
+    assert written[-1] == ("outer/tasks", "0")
+    (mount / "ringfence-run1" / "cgroup.procs").write_text("4242\n")
+    written.clear()
+    monkeypatch.setattr("resource.prlimit", lambda *args: None)  # no such processes: only the groups matter
+    assert limits.apply(4242, Limits(processes=77), mechanism, "run1", prepared) is prepared
+    assert written == [], "a sandbox born in its group is not moved again"
+    # One that is not there (it was forked before the thread got in) is moved the slow way.
+    assert limits.apply(4343, Limits(processes=77), mechanism, "run1", prepared) is prepared
+    assert written == [("ringfence-run1/cgroup.procs", "4343")]
+
+
+def test_a_thread_that_cannot_leave_the_run_group_stops_the_run(tmp_path, monkeypatch):
+    from ringfence.errors import BackendUnavailable
+
+    mount = tmp_path / "pids"
+    (mount / "outer").mkdir(parents=True)
+
+    def write(path, text):
+        if path.endswith("outer/tasks"):
+            raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(limits, "_write", write)
+    monkeypatch.setattr(limits, "_own_group", lambda at, controller: os.path.join(at, "outer"))
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    prepared = limits.prepare_groups(Limits(processes=8), limits.Mechanism("cgroup v1 pids", "test", str(mount)), "r")
+    with pytest.raises(BackendUnavailable, match="could not leave"):
+        with limits.BornInto(prepared):
+            pass

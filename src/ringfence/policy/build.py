@@ -130,12 +130,15 @@ def build(config, *, env=None) -> Policy:
     sources = tuple(config.sources)
     ignored = tuple(config.ignored)
 
-    from .cloud import additional_mounts
+    mounts: tuple = ()
+    if config.get("cloud", "additional_mounts") is not None:
+        from .cloud import additional_mounts
 
+        mounts = additional_mounts(config, home)
     common = dict(profile=selection.name, profile_origin=selection.origin, cwd=cwd, home=home,
                   project_roots=project_roots, commands=commands, approval_policy=approval,
                   project_trusted=config.project_trusted, sources=sources, ignored_keys=ignored, limits=limits,
-                  additional_mounts=additional_mounts(config, home))
+                  additional_mounts=mounts)
     if selection.name == FULL_ACCESS_PROFILE:
         filesystem = FilesystemPolicy([PathRule("/", WRITE, BUILTIN, f"{FULL_ACCESS_PROFILE} (no sandbox)")])
         return Policy(sandboxed=False, filesystem=filesystem, network=NetworkPolicy(FULL, FULL_ACCESS_PROFILE),

@@ -63,9 +63,9 @@ def _binary_key(path: str) -> str:
 
 
 def _probe_version(path: str, cache_dir: str | None) -> tuple | None:
-    from ..._process import capture
-
     def ask():
+        from ..._process import capture  # only when the answer is not cached
+
         try:
             _, text = capture([path, "--version"])
         except OSError:

@@ -15,7 +15,6 @@ from ..linux import seccomp
 from . import fds
 from ...policy.network import LIMITED
 from .argv import bwrap_argv
-from .interpreter import inside_python
 from .locate import locate_bwrap, read_only_overlays_work
 from .mounts import MASK_FILE, PLACEHOLDER, build_mount_plan
 
@@ -153,6 +152,7 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     inner = list(command)
     if policy.network.mode == LIMITED:
         from .egress import egress_plan, relay_command  # threading and json: only for a limited network
+        from .interpreter import inside_python
 
         egress = egress_plan(policy.network)
         inner = relay_command(inside_python(filesystem) or os.path.realpath(sys.executable), egress.services, inner)
@@ -194,6 +194,8 @@ def helper_command(filesystem, count: int) -> list[str]:
     let one be read. The script itself comes in as a descriptor, so it need
     not be visible wherever ringfence happens to be installed; its
     descriptors' numbers come on its command line."""
+    from .interpreter import inside_python  # only a plan with the mask helper asks
+
     interpreter = inside_python(filesystem)
     if interpreter is None:
         own = os.path.realpath(sys.executable)

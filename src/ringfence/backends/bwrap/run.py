@@ -121,7 +121,7 @@ def _anonymous_file(data: bytes, name: str) -> int:
     return fd
 
 
-def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilings):
+def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilings, prepared):
     """Wait for bwrap to name the sandbox's first process, limit it, release it.
 
     Returns the status bytes read so far and what was applied. If bwrap dies
@@ -138,7 +138,7 @@ def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilin
             data += chunk
             child = status_fields(data.decode(errors="replace"))[0]
         bounded = ceilings.place(child)
-        applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id)
+        applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id, prepared)
         events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
                     detail=plan.limits_mechanism.detail, limits=plan.limits.describe(),
                     shared_counters={name: value for name, value in plan.counter_shares} if bounded else {},
@@ -197,7 +197,7 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
     streams = Streams(io)
     ours: list[int] = []      # closed when the run ends
     theirs: list[int] = []    # the child's ends, closed once it has them
-    applied = spawned = egress = None
+    applied = spawned = egress = prepared = None
     finished = False
     try:
         if plan.egress is not None:
@@ -244,15 +244,17 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
                     network="isolated" if plan.network_isolated else "host",
                     mounts=len(plan.mounts.steps), masks=plan.mounts.count("mask-file"),
                     env_dropped=sorted({name for name, _reason in plan.dropped_env}))
-        spawned = spawn(plan.argv[0], [plan.argv[0], "--args", str(args_fd)] + plan.argv[separator:],
-                        HOST_ENVIRONMENT, child_fds)
+        prepared = limit_tools.prepare_groups(plan.limits, plan.limits_mechanism, events.run_id)
+        with limit_tools.BornInto(prepared):
+            spawned = spawn(plan.argv[0], [plan.argv[0], "--args", str(args_fd)] + plan.argv[separator:],
+                            HOST_ENVIRONMENT, child_fds)
         for fd in theirs:
             os.close(fd)
         theirs.clear()
         streams.after_spawn()
         # Only now, with our copies of the child's ends closed, does a bwrap
         # that dies early show up as the end of its status pipe.
-        initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings)
+        initial_status, applied = _apply_limits(plan, status_read, block_write, events, ceilings, prepared)
         if egress is not None and applied is not None:
             egress.release()  # the command never runs without its proxy
         result = supervise(spawned, streams, timeout=timeout, on_event=events.emit, forward_signals=forward_signals,
@@ -276,6 +278,8 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
             # sandbox must not go on unwatched (or, with the block fd closed,
             # without its limits).
             kill_and_reap(spawned)
+        if applied is None and prepared is not None:
+            applied = prepared  # made for a sandbox that never got its limits: removed all the same
         if applied is not None:
             released = limit_tools.release(applied)
             if released:
