@@ -1,9 +1,7 @@
 """Review of the hardening: what still reaches the host side.
 
 Each attack works without the sandbox (the control) and must fail inside it,
-judged from files on the host. Tests marked xfail(strict) show a finding that
-is still open: they assert the safe outcome, fail today, and will report
-XPASS (an error under strict) once the hole is closed, so the mark must go.
+judged from files on the host.
 """
 
 import os

@@ -2,7 +2,6 @@
 agent folders) and the post-run report of those the sandbox creates.
 
 The verdict is what git on the host does next, or what ringfence reported.
-Tests marked xfail(strict) show an open finding (see test_review_host_side).
 """
 
 import os

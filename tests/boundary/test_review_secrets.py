@@ -1,8 +1,7 @@
 """Review of the hardening: reading what the credential layer denies.
 
 A secret counts as read when it reaches a file in the workspace, checked on
-the host. Tests marked xfail(strict) show an open finding (see
-test_review_host_side).
+the host.
 """
 
 import os

@@ -1,8 +1,7 @@
 """Review of the hardening: what reaches the user's terminal.
 
 ringfence runs on a pseudo-terminal this test holds, as under a user's
-shell; the verdict is the bytes that arrive at the terminal. Tests marked
-xfail(strict) show an open finding (see test_review_host_side).
+shell; the verdict is the bytes that arrive at the terminal.
 """
 
 import os

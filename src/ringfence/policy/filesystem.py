@@ -12,6 +12,7 @@ through a symlink and a query through its target meet.
 from __future__ import annotations
 
 import os
+import time
 
 from .._record import Record
 from ..paths import canonical, is_within
@@ -151,13 +152,14 @@ def _wins(candidate: PathRule, current: PathRule) -> bool:
 
 # What FilesystemPolicy.kinds holds for a path found not to exist.
 MISSING = "missing"
+KINDS_FRESH_FOR_S = 1.0
 
 
 class FilesystemPolicy:
     """The resolved filesystem rules of one run. Immutable after construction."""
 
     __slots__ = ("rules", "index", "caps", "cap_index", "globs", "protected", "snapshots", "scanned_directories",
-                 "kinds", "_writable_snapshots", "_frozen")
+                 "kinds", "_built", "_writable_snapshots", "_frozen")
     rules: tuple[PathRule, ...]
     index: dict[str, PathRule]
     caps: tuple[Cap, ...]
@@ -167,6 +169,7 @@ class FilesystemPolicy:
     snapshots: dict[str, dict[str, tuple]]
     scanned_directories: dict[str, tuple[int, int, int]]
     kinds: dict[str, str]
+    _built: float
     _writable_snapshots: list[dict[str, tuple]] | None
     _frozen: bool
 
@@ -191,10 +194,19 @@ class FilesystemPolicy:
         object.__setattr__(self, "snapshots", dict(snapshots or {}))
         # directory -> (device, inode, ctime) of each folder where a glob matched, as the scan saw it
         object.__setattr__(self, "scanned_directories", dict(scanned_directories or {}))
-        # denied path -> "dir", "file" or MISSING, as the build found it (see scan_globs)
+        # denied path -> "dir", "file" or MISSING, as the build found it (see scan_globs),
+        # and when: see fresh_kinds
         object.__setattr__(self, "kinds", dict(kinds or {}))
+        object.__setattr__(self, "_built", time.monotonic())
         object.__setattr__(self, "_writable_snapshots", None)
         object.__setattr__(self, "_frozen", True)
+
+    def fresh_kinds(self) -> dict[str, str]:
+        """`kinds`, while they are as fresh as the mount plan can take them
+        without looking again: a policy planned within a second of its build
+        (every CLI run) is masked by what the build saw; one kept longer (a
+        Sandbox's first run, much later) looks at the disk anew."""
+        return self.kinds if time.monotonic() - self._built < KINDS_FRESH_FOR_S else {}
 
     def __setattr__(self, name, value):
         raise AttributeError("FilesystemPolicy is immutable")

@@ -95,6 +95,8 @@ def mask_all(libc, sources, entries, classic=False):
         try:
             folder = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
+            if exc.errno == errno.ENOENT and identity != b"-":
+                _changed(shown)  # the scan saw it: renamed or removed since
             fail(f"cannot open {shown} to mask files in it: {exc.strerror}")
         _check_unchanged(folder, identity, shown)
         for kind, name in names:
@@ -124,8 +126,12 @@ def _check_unchanged(folder, identity, shown):
         return
     info = os.fstat(folder)
     if b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns) != identity:
-        fail(f"{shown} changed while the sandbox was being built (a file renamed or replaced there); "
-             "nothing was run: run the command again")
+        _changed(shown)
+
+
+def _changed(shown):
+    fail(f"{shown} changed while the sandbox was being built (a file renamed or replaced there); "
+         "nothing was run: run the command again")
 
 
 def _mask_through_proc(libc, source, folder, name, shown):

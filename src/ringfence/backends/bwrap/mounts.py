@@ -101,7 +101,7 @@ def _kind_on_disk(path: str):
 
 def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPlan:
     decide = filesystem.decider()
-    kinds = filesystem.kinds
+    kinds = filesystem.fresh_kinds()
     root = decide("/")
     steps: list[MountStep] = []
     tmpfs_root = root.access == NONE
