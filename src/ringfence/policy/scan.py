@@ -25,6 +25,8 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
     kind in between fails its mount, and the run with it.)"""
     if kinds is None:
         kinds = {}
+    # Looked up once: the loop below runs once per match, tens of thousands of times.
+    lstat, is_folder, is_regular = os.lstat, stat.S_ISDIR, stat.S_ISREG
     groups: dict = {}
     for spec in glob_specs:
         groups.setdefault((spec.root, spec.max_depth), []).append(spec)
@@ -65,6 +67,7 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
             by_pattern.setdefault(match.pattern, []).append(match)
         for entry in entries:
             pattern, access, origin, label, tier = entry.pattern, entry.access, entry.origin, entry.label, entry.tier
+            rule_kind = "credentials" if tier == TIER_BUILTIN else "glob"
             hits = by_pattern.get(pattern, [])
             if entry.excludes and hits:
                 compiled = [compile_pattern(e, fold=entry.fold) for e in entry.excludes]
@@ -101,28 +104,24 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
                     caps.append(Cap(match.path, READ, PathRule(match.path, READ, origin, label, kind="protected",
                                                                tier=TIER_PROTECTED, spelled=match.path)))
                     continue
+                path = match.path
                 if access == NONE:
                     if match.is_dir:
-                        kinds[match.path] = "dir"
+                        kinds[path] = "dir"
                     else:
-                        found = _lstat(match.path)
+                        try:
+                            found = lstat(path)
+                        except OSError:
+                            found = None
                         if found is not None:
-                            kinds[match.path] = "dir" if stat.S_ISDIR(found.st_mode) else "file"
-                            if stat.S_ISREG(found.st_mode) and found.st_nlink > 1:
-                                refuse(refusals, hard_link_refusal(match.path, label, root))
-                kind = "credentials" if tier == TIER_BUILTIN else "glob"
-                rules.append(PathRule(match.path, access, origin, label, kind=kind, tier=tier,
-                                      spelled=match.path))
+                            mode = found.st_mode
+                            kinds[path] = "dir" if is_folder(mode) else "file"
+                            if found.st_nlink > 1 and is_regular(mode):
+                                refuse(refusals, hard_link_refusal(path, label, root))
+                rules.append(PathRule(path, access, origin, label, rule_kind, tier, path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
                                       tuple(m.path for m in hits), tuple(entry.excludes)))
     return rules, summaries, caps
-
-
-def _lstat(path: str):
-    try:
-        return os.lstat(path)
-    except OSError:
-        return None
 
 
 def _holds_any(path: str, words) -> bool:
