@@ -157,6 +157,38 @@ def test_a_folder_swapped_after_the_scan_stops_the_run(world):
     assert "changed while the sandbox was being built" in str(info.value)
 
 
+def test_masks_beside_placeholders_made_in_the_same_folder_start_and_hold(world):
+    # The placeholders ringfence makes in the workspace change its ctime after
+    # the scan; the mask helper must not take that for a swap (and refuse
+    # every run of a workspace with many secrets at its top), nor stop masking.
+    for index in range(60):
+        world.write(f"ws/k{index}.pem", "the-secret")
+    command = ["sh", "-c", "cat k0.pem k59.pem; echo done"]
+    control = __import__("subprocess").run(command, cwd=world.ws, capture_output=True, text=True)
+    assert "the-secret" in control.stdout
+    outcome = sandbox(world).run(command, capture_output=True, env=world.env())
+    assert b"done" in outcome.stdout and b"the-secret" not in outcome.stdout, outcome.stderr
+    assert any(event["type"] == "run.start" and event["masks"] >= 60 for event in outcome.events)
+    assert not os.path.exists(os.path.join(world.ws, ".vscode")), "placeholders are gone after the run"
+
+
+def test_a_secret_renamed_in_a_folder_that_gets_placeholders_still_stops_the_run(world):
+    # Taking the folder's identity again after ringfence's own placeholders
+    # must not absorb someone else's change made since the scan.
+    from ringfence import RingfenceError
+
+    for index in range(60):
+        world.write(f"ws/k{index}.pem", "the-secret")
+    box = sandbox(world)  # scanned now
+    os.rename(os.path.join(world.ws, "k0.pem"), os.path.join(world.ws, "notes.txt"))
+    command = ["sh", "-c", "cat notes.txt; echo"]
+    control = __import__("subprocess").run(command, cwd=world.ws, capture_output=True, text=True)
+    assert "the-secret" in control.stdout
+    with pytest.raises(RingfenceError) as info:
+        box.run(command, capture_output=True, env=world.env())
+    assert "changed while the sandbox was being built" in str(info.value)
+
+
 def test_api_misuse_gets_a_clear_error_before_anything_runs(world):
     from ringfence import Sandbox, load_policy
     from ringfence.errors import RingfenceError

@@ -62,8 +62,9 @@ def _field(text: str, name: str):
     return int(digits)
 
 
-def helper_payload(plan: BwrapPlan) -> bytes:
-    """The mask helper's work, as its docstring describes it."""
+def helper_payload(plan: BwrapPlan, identities: dict | None = None) -> bytes:
+    """The mask helper's work, as its docstring describes it. `identities`
+    (see _after_own_placeholders) stands in for the scan's."""
     job = plan.helper
     assert job is not None, "only a plan with a helper job has a payload"
     # Built as text and encoded once (as os.fsencode would each field): with
@@ -74,19 +75,28 @@ def helper_payload(plan: BwrapPlan) -> bytes:
     # comes before what is placed inside it. File masks (leaves, never inside
     # a placeholder, which is new and empty) keep the plan's order, which
     # already groups them by folder: sorting tens of thousands of them again
-    # would be a twentieth of a start.
-    for path in sorted(job.placeholders, key=lambda path: (path.count("/"), path)):
-        directory, _, name = path.rpartition("/")  # canonical paths: one separator, no trailing one
-        fields += ["d", directory or "/", "-", name]
-    identities = job.identities or {}
-    last_directory, seen = None, "-"
-    for path in job.masks:
-        directory, _, name = path.rpartition("/")
-        directory = directory or "/"
-        if directory != last_directory:
+    # would be a twentieth of a start. Every entry carries its folder's
+    # identity: the helper checks each run of entries in one folder by its
+    # first.
+    identities = (job.identities or {}) if identities is None else identities
+    shown: dict[str, str] = {}
+
+    def identity(directory: str) -> str:
+        text = shown.get(directory)
+        if text is None:
             found = identities.get(directory)
-            last_directory, seen = directory, ("%d:%d:%d" % found if found else "-")
-        fields += ["f", directory, seen, name]
+            text = shown[directory] = "%d:%d:%d" % tuple(found) if found else "-"
+        return text
+
+    for kind, paths in (("d", sorted(job.placeholders, key=lambda path: (path.count("/"), path))),
+                        ("f", job.masks)):
+        last_directory, seen = None, "-"
+        for path in paths:
+            directory, _, name = path.rpartition("/")  # canonical paths: one separator, no trailing one
+            directory = directory or "/"
+            if directory != last_directory:
+                last_directory, seen = directory, identity(directory)
+            fields += [kind, directory, seen, name]
     fields.append("")
     fields.append(str(len(plan.env)))
     fields += [f"{name}={value}" for name, value in plan.env.items()]
@@ -96,6 +106,34 @@ def helper_payload(plan: BwrapPlan) -> bytes:
         raise BackendUnavailable("the mask helper's work holds a NUL character: refusing to start",
                                  hint="remove the NUL from the configuration or environment that holds it")
     return text.encode(sys.getfilesystemencoding(), "surrogateescape")
+
+
+def _identity(directory: str):
+    try:
+        info = os.stat(directory, follow_symlinks=False)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_ctime_ns)
+
+
+def _after_own_placeholders(plan: BwrapPlan, placeholders: Placeholders):
+    """Create the plan's placeholders; return the scan's folder identities as
+    the mask helper should check them. A placeholder made in a folder that
+    holds masks changes that folder's ctime, and the helper would take it
+    for a swap: such a folder's identity is taken again after the mkdir, but
+    only if it was still the scan's just before, so that a change by anyone
+    else since the scan is still refused."""
+    identities = plan.helper.identities if plan.helper is not None and plan.helper.identities else {}
+    watched = {os.path.dirname(path) for path, _kind in plan.placeholders} & set(identities)
+    before = {directory: _identity(directory) for directory in watched}
+    placeholders.acquire([path for path, _kind in plan.placeholders], hold=plan.mounts.shared)
+    if not watched:
+        return None
+    adjusted = dict(identities)
+    for directory in watched:
+        if before[directory] is not None and before[directory] == tuple(identities[directory]):
+            adjusted[directory] = _identity(directory) or identities[directory]
+    return adjusted
 
 
 def _nul_separated(words: list[str]) -> bytes:
@@ -205,7 +243,7 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
 
             # Started before bwrap, so that the two start side by side.
             egress = RunningEgress(plan.egress, events)
-        placeholders.acquire([path for path, _kind in plan.placeholders], hold=plan.mounts.shared)
+        identities = _after_own_placeholders(plan, placeholders)
         _pass_through(io, {})
         streams.open()
         child_fds = dict(streams.child)
@@ -224,7 +262,7 @@ def run_plan(plan: BwrapPlan, io: IOSpec, *, timeout: float | None, events, forw
         hand(fds.STATUS, status_write)
         report_read = None
         if plan.helper is not None:
-            hand(fds.HELPER_LIST, _anonymous_file(helper_payload(plan), "ringfence-mask-helper"))
+            hand(fds.HELPER_LIST, _anonymous_file(helper_payload(plan, identities), "ringfence-mask-helper"))
             report_read, report_write = os.pipe()
             ours.append(report_read)
             hand(fds.HELPER_REPORT, report_write)
