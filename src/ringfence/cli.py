@@ -383,10 +383,14 @@ def command_line() -> None:
     gc.disable()
     code = main()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:
+            continue  # started with that descriptor closed
         try:
             stream.flush()
         except (OSError, ValueError):
-            pass  # a reader that went away, or a stream the command closed
+            # As the interpreter's own exit does: output that could not be
+            # written (a full disk, a reader gone) is a failure, never a 0.
+            code = 120
     os._exit(code)
 
 

@@ -150,6 +150,21 @@ def test_config_that_runs_code_cannot_be_created(scene, relative):
     assert not scene.exists(f"ws/{top}"), "the placeholder must be gone after the run"
 
 
+def test_a_protected_name_the_user_also_denies_still_cannot_be_created(scene):
+    # A `none` rule of the user's for a missing protected folder must not take
+    # its placeholder away: the sandbox could then create it on the host.
+    script = "mkdir -p .vscode; echo '{\"task\": \"evil\"}' > .vscode/tasks.json; echo ran"
+    scene.sh(script, sandbox=False)
+    assert scene.exists("ws/.vscode/tasks.json"), "control could not create it"
+    subprocess.run(["rm", "-rf", os.path.join(scene.ws, ".vscode")], check=True)
+    scene.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                 '":project_roots" = { "." = "write", ".vscode" = "none" }\n')
+    result = scene.sh(script)
+    assert "ran" in result.stdout, result.stderr
+    assert not scene.exists("ws/.vscode/tasks.json")
+    assert not scene.exists("ws/.vscode"), "the placeholder must be gone after the run"
+
+
 def test_existing_editor_config_is_read_only(scene):
     scene.write("ws/.vscode/settings.json", "{}")
     scene.sh("echo '{\"task\": \"evil\"}' > .vscode/tasks.json; echo evil > .vscode/settings.json", sandbox=True)

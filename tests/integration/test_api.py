@@ -189,6 +189,22 @@ def test_a_secret_renamed_in_a_folder_that_gets_placeholders_still_stops_the_run
     assert "changed while the sandbox was being built" in str(info.value)
 
 
+def test_a_denied_file_that_appears_just_after_the_policy_is_built_is_masked(world):
+    # The mount plan may take the build's look at each denied path rather
+    # than look again, but never its "missing": a secret written in between
+    # must still be masked.
+    world.config('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+                 '":project_roots" = { "." = "write", "conf/prod.key" = "none" }\n')
+    world.write("ws/conf/readme", "x")
+    box = sandbox(world)  # built now: conf/prod.key does not exist
+    world.write("ws/conf/prod.key", "the-secret")
+    command = ["sh", "-c", "cat conf/prod.key; echo"]
+    control = __import__("subprocess").run(command, cwd=world.ws, capture_output=True, text=True)
+    assert "the-secret" in control.stdout
+    outcome = box.run(command, capture_output=True, env=world.env())
+    assert b"the-secret" not in outcome.stdout, outcome.stdout
+
+
 def test_api_misuse_gets_a_clear_error_before_anything_runs(world):
     from ringfence import Sandbox, load_policy
     from ringfence.errors import RingfenceError

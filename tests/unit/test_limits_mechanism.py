@@ -129,7 +129,39 @@ def test_a_v1_run_group_is_made_before_the_sandbox_and_it_is_born_there(tmp_path
     assert written == [], "a sandbox born in its group is not moved again"
     # One that is not there (it was forked before the thread got in) is moved the slow way.
     assert limits.apply(4343, Limits(processes=77), mechanism, "run1", prepared) is prepared
-    assert written == [("ringfence-run1/cgroup.procs", "4343")]
+    assert written == [("ringfence-run1/pids.max", "77"), ("ringfence-run1/cgroup.procs", "4343")]
+
+
+def test_a_group_the_thread_could_not_enter_gets_the_exact_cap_when_the_sandbox_is_moved_in(tmp_path, monkeypatch):
+    mount = tmp_path / "pids"
+    mount.mkdir()
+    written = []
+    monkeypatch.setattr(limits, "_write", lambda path, text: written.append((os.path.relpath(path, mount), text)))
+    monkeypatch.setattr(limits, "_own_group", lambda at, controller: None)  # say, another cgroup namespace's view
+    monkeypatch.setattr("resource.prlimit", lambda *args: None)
+    mechanism = limits.Mechanism("cgroup v1 pids", "test", str(mount))
+    prepared = limits.prepare_groups(Limits(processes=6), mechanism, "run1")
+    with limits.BornInto(prepared):
+        pass
+    assert ("ringfence-run1/tasks", "0") not in written
+    written.clear()
+    limits.apply(4343, Limits(processes=6), mechanism, "run1", prepared)
+    assert written == [("ringfence-run1/pids.max", "6"), ("ringfence-run1/cgroup.procs", "4343")]
+
+
+def test_the_threads_own_group_must_list_it(tmp_path):
+    # /proc names the group from the cgroup namespace's root, which need not
+    # be the mount's: a directory that does not list this thread is not its group.
+    proc = tmp_path / "proc"
+    (proc / "77" / "task" / "78").mkdir(parents=True)
+    (proc / "77" / "task" / "78" / "cgroup").write_text("9:memory:/\n8:pids:/user.slice\n1:name=systemd:/\n")
+    (proc / "thread-self").symlink_to("77/task/78")
+    mount = tmp_path / "pids"
+    (mount / "user.slice").mkdir(parents=True)
+    (mount / "user.slice" / "tasks").write_text("1\n2\n")
+    assert limits._own_group(str(mount), "pids", str(proc / "thread-self")) is None
+    (mount / "user.slice" / "tasks").write_text("1\n78\n")
+    assert limits._own_group(str(mount), "pids", str(proc / "thread-self")) == str(mount / "user.slice")
 
 
 def test_a_thread_that_cannot_leave_the_run_group_stops_the_run(tmp_path, monkeypatch):
@@ -149,3 +181,23 @@ def test_a_thread_that_cannot_leave_the_run_group_stops_the_run(tmp_path, monkey
     with pytest.raises(BackendUnavailable, match="could not leave"):
         with limits.BornInto(prepared):
             pass
+
+
+def test_a_thread_interrupted_just_after_moving_in_still_moves_back(tmp_path, monkeypatch):
+    mount = tmp_path / "pids"
+    (mount / "outer").mkdir(parents=True)
+    written = []
+
+    def write(path, text):
+        written.append(os.path.relpath(path, mount))
+        if path.endswith("ringfence-r/tasks"):
+            raise KeyboardInterrupt  # the move happened; the signal arrives before it is noted
+
+    monkeypatch.setattr(limits, "_write", write)
+    monkeypatch.setattr(limits, "_own_group", lambda at, controller: os.path.join(at, "outer"))
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    prepared = limits.prepare_groups(Limits(processes=8), limits.Mechanism("cgroup v1 pids", "test", str(mount)), "r")
+    with pytest.raises(KeyboardInterrupt):
+        with limits.BornInto(prepared):
+            pass
+    assert written[-2:] == ["ringfence-r/tasks", "outer/tasks"]

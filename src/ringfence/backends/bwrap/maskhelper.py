@@ -163,6 +163,8 @@ def _mask_with_detached_tree(libc, source, folder, name, shown):
     if result != 0:
         if error in (errno.ENOSYS, errno.EPERM):
             return False
+        if error == errno.ENOENT:
+            _changed(shown)  # a name the scan saw is gone: its folder changed since
         fail(f"mask {shown}/{name.decode(errors='replace')}: {os.strerror(error)}")
     return True
 

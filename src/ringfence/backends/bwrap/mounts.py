@@ -99,9 +99,13 @@ def _kind_on_disk(path: str):
     return "dir" if stat.S_ISDIR(mode) else "file"
 
 
-def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPlan:
+def build_mount_plan(filesystem, temporary_space: int | None = None, seen=None) -> MountPlan:
+    """The mounts for `filesystem`. `seen` maps denied paths to the kind the
+    policy build found ("dir" or "file"), taken for it without an lstat of
+    their own; a path it does not name, or names as missing (a file may
+    have appeared since), is looked at anew."""
     decide = filesystem.decider()
-    kinds = filesystem.fresh_kinds()
+    kinds = seen or {}
     root = decide("/")
     steps: list[MountStep] = []
     tmpfs_root = root.access == NONE
@@ -163,9 +167,9 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
     late: list[MountStep] = []
     for path in ordered:
         rule = index.get(path)
-        on_disk = kinds.get(path) or _kind_on_disk(path)
-        if on_disk == MISSING:
-            on_disk = None
+        on_disk = kinds.get(path)
+        if on_disk is None or on_disk == MISSING:
+            on_disk = _kind_on_disk(path)
         if denied_by_own_rule(path, rule):
             if on_disk is None:
                 continue  # most credential rules name files this machine does not have
@@ -192,14 +196,16 @@ def build_mount_plan(filesystem, temporary_space: int | None = None) -> MountPla
                 steps.append(MountStep(TMPFS, path, mode=0o1777, size=tmpfs_size(path, temporary_space),
                                        reason=reason))
             continue
-        if here.access == NONE:
+        if here.access == NONE and on_disk is not None:
             if on_disk == "dir":
                 reopened = path in reopened_above
                 steps.append(MountStep(MASK_DIR, path, mode=0o111 if reopened else 0o000, reason=reason))
                 late.append(MountStep(REMOUNT_RO, path, reason=reason))
-            elif on_disk == "file":
+            else:
                 steps.append(MountStep(MASK_FILE, path, reason=reason))
             continue
+        # Missing, and protected or denied: a protected name must not be
+        # creatable even when a rule of the user's also denies it.
         if on_disk is None:
             if path in protected and parent.access == WRITE and not parent.private:
                 missing = _missing_directories_above(path)

@@ -111,7 +111,11 @@ def planned_mounts(filesystem, temporary_space, cache: PlanCache | None, *, for_
         if checked[0] is filesystem and checked[1] == temporary_space \
                 and time.monotonic() - checked[3] < CHECKED_FRESH_S:
             return checked[2]
-    mounts = build_mount_plan(filesystem, temporary_space)
+    # Past the helper's threshold the helper places the masks, and refuses a
+    # name gone since the build instead of creating it: only then is the
+    # build's lstat of each denied path taken (see FilesystemPolicy.kinds).
+    seen = filesystem.fresh_kinds() if len(filesystem.kinds) > MASK_HELPER_THRESHOLD else {}
+    mounts = build_mount_plan(filesystem, temporary_space, seen)
     if cache is not None and for_check:
         cache.checked = (filesystem, temporary_space, mounts, time.monotonic())
     return mounts

@@ -152,6 +152,7 @@ class Applied:
         self.groups: list[str] = []
         self.notes: list[str] = []
         self.born_in: dict[str, tuple[str, str]] = {}
+        self.entered: set[str] = set()  # the born_in groups the spawning thread got into
 
     @property
     def cgroup(self) -> str | None:
@@ -187,27 +188,38 @@ def prepare_groups(limits, mechanism: Mechanism, run_id: str) -> Applied:
         v1[mechanism.group_parent] = "pids"
     if mechanism.memory and mechanism.memory.startswith("cgroup v1") and mechanism.memory_parent:
         v1[mechanism.memory_parent] = "memory"
-    for parent, files in _group_settings(limits, mechanism).items():
-        controller = v1.get(parent)
-        if controller is None:
-            continue
-        group = os.path.join(parent, f"{GROUP_PREFIX}{run_id}")
-        os.mkdir(group)
-        applied.groups.append(group)
-        applied.born_in[group] = (parent, controller)
-        for name, value in files.items():
-            _write(os.path.join(group, name), str(int(value) + 1) if name == "pids.max" else value)
+    try:
+        for parent, files in _group_settings(limits, mechanism).items():
+            controller = v1.get(parent)
+            if controller is None:
+                continue
+            group = os.path.join(parent, f"{GROUP_PREFIX}{run_id}")
+            os.mkdir(group)
+            applied.groups.append(group)
+            applied.born_in[group] = (parent, controller)
+            for name, value in files.items():
+                _write(os.path.join(group, name), str(int(value) + 1) if name == "pids.max" else value)
+    except BaseException:
+        for group in applied.groups:
+            _remove_group(group, wait=0)
+        raise
     return applied
 
 
-def _own_group(mount: str, controller: str) -> str | None:
-    """The v1 group of `controller` this thread is in, as a directory under `mount`."""
+def _own_group(mount: str, controller: str, thread_self: str = "/proc/thread-self") -> str | None:
+    """The v1 group of `controller` this thread is in, as a directory under
+    `mount`, and only if that directory's `tasks` lists this thread: in a
+    cgroup namespace, or with a mount rooted below the hierarchy's root (a
+    container's), /proc names the group from another root than the mount's."""
     try:
-        with open("/proc/thread-self/cgroup") as handle:
+        thread = os.readlink(thread_self).rpartition("/")[2]
+        with open(os.path.join(thread_self, "cgroup")) as handle:
             for line in handle:
                 _id, controllers, path = line.rstrip("\n").split(":", 2)
                 if controller in controllers.split(","):
-                    return os.path.join(mount, path.lstrip("/"))
+                    group = os.path.normpath(os.path.join(mount, path.lstrip("/")))
+                    with open(os.path.join(group, "tasks")) as tasks:
+                        return group if thread in tasks.read().split() else None
     except (OSError, ValueError):
         pass
     return None
@@ -225,18 +237,25 @@ class BornInto:
         self.origins: list[str] = []
 
     def __enter__(self) -> "BornInto":
-        for group, (mount, controller) in self.applied.born_in.items():
-            origin = _own_group(mount, controller)
-            if origin is None or not os.access(os.path.join(origin, "tasks"), os.W_OK):
-                continue
-            try:
-                _write(os.path.join(group, "tasks"), "0")
-            except OSError:
-                continue
-            self.origins.append(origin)
+        try:
+            for group, (mount, controller) in self.applied.born_in.items():
+                origin = _own_group(mount, controller)
+                if origin is None or not os.access(os.path.join(origin, "tasks"), os.W_OK):
+                    continue
+                # Noted first: interrupted just after the move, the thread still goes back.
+                self.origins.append(origin)
+                try:
+                    _write(os.path.join(group, "tasks"), "0")
+                except OSError:
+                    self.origins.pop()
+                    continue
+                self.applied.entered.add(group)
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *_exc_info) -> None:
         stuck = []
         for origin in self.origins:
             try:
@@ -282,13 +301,15 @@ def apply(pid: int, limits, mechanism: Mechanism, run_id: str, prepared: Applied
         resource.prlimit(pid, resource.RLIMIT_CPU, (limits.cpu_time, limits.cpu_time))
     for parent, files in _group_settings(limits, mechanism).items():
         group = os.path.join(parent, f"{GROUP_PREFIX}{run_id}")
-        if group in applied.born_in and _holds(group, pid):
+        if group in applied.entered and _holds(group, pid):
             continue
         if group not in applied.groups:
             os.mkdir(group)
             applied.groups.append(group)
-            for name, value in files.items():
-                _write(os.path.join(group, name), value)
+        # Written (again) here: a group made for a bwrap born in it that was
+        # not allows one process more than the sandbox, now moved in alone, may have.
+        for name, value in files.items():
+            _write(os.path.join(group, name), value)
         _write(os.path.join(group, "cgroup.procs"), str(pid))
     return applied
 
@@ -400,7 +421,10 @@ class CounterCeilings:
         if self.pid == 0:  # the child: it touches nothing of the parent's, and never returns
             ok = b"0"
             try:
-                setns = setns or _setns()
+                try:
+                    setns = setns or _setns()
+                except Exception:
+                    setns = None  # answered "not held" below, once the parent has named the sandbox
                 # Nothing of the parent's may stay open here: a copy of bwrap's
                 # status pipe would hide its early death from the launcher.
                 keep = sorted((read_end, answer_end))
@@ -408,7 +432,7 @@ class CounterCeilings:
                 os.closerange(keep[0] + 1, keep[1])
                 os.closerange(keep[1] + 1, 1 << 20)
                 target = int(os.read(read_end, 32) or b"0")
-                if target:
+                if target and setns is not None:
                     namespace = os.open(f"/proc/{target}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
                     setns(namespace, CLONE_NEWUSER)
                     for name, value in shares:
@@ -430,6 +454,8 @@ class CounterCeilings:
             return False
         try:
             os.write(self.write_end, str(sandbox_pid).encode())
+        except BrokenPipeError:
+            return False  # the child is gone: the ceilings do not hold, and the run says so
         finally:
             os.close(self.write_end)
             self.write_end = None
