@@ -141,10 +141,12 @@ class Sandbox:
     def unenforceable(self) -> tuple[RingfenceError, ...]:
         """What keeps this policy from running as it stands: the policy's own
         refusals, then what this backend cannot enforce (both as data)."""
-        found = tuple(self.policy.refusals)
+        unplannable: tuple[RingfenceError, ...] = ()
         if self.backend is not None and self.policy.sandboxed:
-            found += tuple(PolicyError(item.message(), hint=item.hint) for item in self.backend.check(self.policy))
-        return found
+            unplannable = tuple(PolicyError(item.message(), hint=item.hint) for item in self.backend.check(self.policy))
+        # Asked second: the policy's hard-link check may still be under way
+        # (see policy.linkcheck), and the backend's check plans the mounts meanwhile.
+        return tuple(self.policy.refusals) + unplannable
 
     def check(self, command: Sequence[str]) -> CommandDecision:
         """The command-rule decision for `command`, without running it."""

@@ -78,7 +78,19 @@ assert libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None) == 0  # MS_REC | 
 source = os.path.join(work, "empty").encode()
 assert libc.mount(source, source, None, 4096, None) == 0
 assert libc.mount(None, source, None, 4096 | 32 | 1, None) == 0  # MS_BIND | MS_REMOUNT | MS_RDONLY
-maskhelper.mask_all(libc, {b"f": source}, [(b"f", work.encode(), b"-", n) for n in (b"link", b"secret")], classic)
+names, identity = (b"link", b"secret"), b"-"
+if sys.argv[3].startswith("recorded-folder"):
+    # As the scan records a folder where a glob matched; the swap after it is
+    # what a concurrent run could do before the masks are placed.
+    names, info = (b"secret",), os.stat(work)
+    identity = b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns)
+    if sys.argv[3] == "recorded-folder-swapped":
+        os.rename(os.path.join(work, "secret"), os.path.join(work, "moved"))
+        os.symlink(os.path.join(work, "target"), os.path.join(work, "secret"))
+maskhelper.REPORT_FD = 1
+before = os.getcwd()
+maskhelper.mask_all(libc, {b"f": source}, [(b"f", work.encode(), identity, n) for n in names], classic)
+assert os.getcwd() == before, "the command's directory is given back"
 seen = [open(os.path.join(work, n)).read() for n in ("secret", "link", "target")]
 try:
     open(os.path.join(work, "secret"), "w").write("overwritten")
@@ -95,6 +107,15 @@ def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
     # /proc/self/fd; both must cover the name even when it is a symlink (one
     # swapped in by a host process), leaving the link's target alone.
     import ast
+
+    result = _run_probe(tmp_path, method)
+    assert result.returncode == 0, result.stderr
+    assert ast.literal_eval(result.stdout.strip()) == ["", "", "elsewhere", "read-only"]
+    assert (tmp_path / "secret").read_text() == "s3cret"  # host side: the file itself is untouched
+    assert (tmp_path / "link").is_symlink()
+
+
+def _run_probe(tmp_path, method):
     import subprocess
     import sys
 
@@ -105,12 +126,29 @@ def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
     (tmp_path / "link").symlink_to(tmp_path / "target")
     (tmp_path / "empty").write_text("")
     assert (tmp_path / "secret").read_text() == "s3cret"  # control: readable without the masks
-    result = subprocess.run([sys.executable, "-c", HELPER_PROBE, os.path.dirname(helper.__file__), str(tmp_path),
-                             method], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert ast.literal_eval(result.stdout.strip()) == ["", "", "elsewhere", "read-only"]
-    assert (tmp_path / "secret").read_text() == "s3cret"  # host side: the file itself is untouched
-    assert (tmp_path / "link").is_symlink()
+    return subprocess.run([sys.executable, "-c", HELPER_PROBE, os.path.dirname(helper.__file__), str(tmp_path),
+                           method], capture_output=True, text=True)
+
+
+def test_masks_in_a_recorded_folder_are_placed_relative_to_it(tmp_path):
+    # A folder the scan recorded takes one mount(2) per mask, on the name
+    # relative to the folder; the command's directory is the same afterwards.
+    import ast
+
+    result = _run_probe(tmp_path, "recorded-folder")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ast.literal_eval(result.stdout.strip()) == ["", "elsewhere", "elsewhere", "read-only"]
+    assert (tmp_path / "secret").read_text() == "s3cret"
+
+
+def test_a_symlink_swapped_into_a_recorded_folder_stops_the_masks(tmp_path):
+    # mount(2) follows a symlink at the name: the mask would land on the
+    # link's target and the secret, renamed, stay readable. The folder changed,
+    # so the helper refuses before anything runs.
+    result = _run_probe(tmp_path, "recorded-folder-swapped")
+    assert result.returncode == 125, result.stdout + result.stderr
+    assert "changed while the sandbox was being built" in result.stdout
+    assert (tmp_path / "moved").read_text() == "s3cret"  # control: the secret is there, under another name
 
 
 def test_many_placeholders_are_placed_by_the_helper_and_hold(scene):

@@ -19,6 +19,7 @@ from .environment import EnvironmentPolicy
 from .expand import Expander
 from .filesystem import READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap, FilesystemPolicy, PathRule
 from .limits import Limits
+from .linkcheck import LinkCheck
 from .network import FULL, LIMITED, OFF, NetworkPolicy, network_options
 from .profiles import Selection, resolve_profile, select_profile
 from .protection import (nested_protection_specs, outermost, own_files, own_repositories, protected_entries,
@@ -186,11 +187,14 @@ def build(config, *, env=None) -> Policy:
     snapshots: dict = {}
     scanned_directories: dict = {}
     kinds: dict = {}
+    denied_files: list = []
     glob_rules, glob_summaries, glob_caps = scan_globs(glob_specs + cred_globs + nested, provisional,
                                                         cache_dir=os.path.join(state_dir(home), "cache"),
                                                         home=home, snapshots=snapshots,
                                                         identities=scanned_directories, refusals=refusals,
-                                                        kinds=kinds)
+                                                        kinds=kinds, denied_files=denied_files)
+    # Forked here, it checks while the rest of the build and the mount plan go on.
+    link_check = LinkCheck(denied_files)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     check_symlinks(profile_rules, provisional, refusals)
@@ -236,4 +240,5 @@ def build(config, *, env=None) -> Policy:
         ("process cap: " + ", ".join(limits.describe()), '[limits] processes = "unlimited"'),
     )
     return Policy(sandboxed=True, filesystem=filesystem, network=network, environment=environment, builtins=builtins,
-                  refusals=tuple(refusals), notices=tuple(notices), git_in_place=tuple(in_place), **common)
+                  found_refusals=tuple(refusals), notices=tuple(notices), git_in_place=tuple(in_place),
+                  link_check=link_check, **common)

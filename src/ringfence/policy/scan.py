@@ -6,27 +6,29 @@ decided here."""
 from __future__ import annotations
 
 import os
-import stat
 
 from ..errors import PolicyError
 from ..paths import ancestors, is_within, read_regular_file
 from .filesystem import NONE, READ, TIER_BUILTIN, TIER_PROTECTED, Cap, FilesystemPolicy, GlobRule, PathRule
 from .globs import compile_pattern, scan
-from .refusals import hard_link_refusal, refuse
+from .refusals import refuse
 
 
 def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=None, snapshots=None,
-                identities=None, refusals=None, kinds=None):
+                identities=None, refusals=None, kinds=None, denied_files=None):
     """Scan every glob once per (root, depth); return rules and GlobRule summaries.
 
     `kinds` gets "dir" or "file" for each path a rule denies, as this scan
     found it: the mount plan masks by kind, and with tens of thousands of
-    masks a second lstat of each is a tenth of a start. (A path that changes
-    kind in between fails its mount, and the run with it.)"""
+    masks an lstat of each is a tenth of a start. (A path that changes kind
+    in between fails its mount, and the run with it.) `denied_files` gets
+    (path, label, root) of each file denied, whose link counts the caller
+    must check (see linkcheck): without the list, they are checked here."""
     if kinds is None:
         kinds = {}
-    # Looked up once: the loop below runs once per match, tens of thousands of times.
-    lstat, is_folder, is_regular = os.lstat, stat.S_ISDIR, stat.S_ISREG
+    checked_here = denied_files is None
+    if denied_files is None:
+        denied_files = []
     groups: dict = {}
     for spec in glob_specs:
         groups.setdefault((spec.root, spec.max_depth), []).append(spec)
@@ -109,18 +111,16 @@ def scan_globs(glob_specs, provisional: FilesystemPolicy, cache_dir=None, home=N
                     if match.is_dir:
                         kinds[path] = "dir"
                     else:
-                        try:
-                            found = lstat(path)
-                        except OSError:
-                            found = None
-                        if found is not None:
-                            mode = found.st_mode
-                            kinds[path] = "dir" if is_folder(mode) else "file"
-                            if found.st_nlink > 1 and is_regular(mode):
-                                refuse(refusals, hard_link_refusal(path, label, root))
+                        kinds[path] = "file"
+                        denied_files.append((path, label, root))
                 rules.append(PathRule(path, access, origin, label, rule_kind, tier, path))
             summaries.append(GlobRule(root, pattern, access, origin, label, tier, max_depth,
                                       tuple(m.path for m in hits), tuple(entry.excludes)))
+    if checked_here:
+        from .linkcheck import LinkCheck
+
+        for refusal in LinkCheck(denied_files).refusals():
+            refuse(refusals, refusal)
     return rules, summaries, caps
 
 
