@@ -236,16 +236,16 @@ def build_mount_plan(filesystem, temporary_space: int | None = None, seen=None) 
         else:
             steps.append(MountStep(BIND, path, path, reason=reason))
 
-    reasons: dict = {}
+    described: dict[tuple[str, str], str] = {}  # one text per rule label: a glob's masks share it
     for path in sorted(masked_files):  # the masks of one folder side by side, as the helper takes them
         parent = decide(path.rpartition("/")[0] or "/")
         if parent.access == NONE and not parent.private:
             continue  # hidden with its directory already
         rule = index[path]
-        reason = reasons.get((rule.label, rule.origin))
-        if reason is None:
-            reason = reasons[rule.label, rule.origin] = rule.describe()
-        steps.append(MountStep(MASK_FILE, path, reason=reason))
+        text = described.get((rule.label, rule.origin))
+        if text is None:
+            text = described[rule.label, rule.origin] = rule.describe()
+        steps.append(MountStep(MASK_FILE, path, reason=text))
     late.append(MountStep(REMOUNT_RO, "/dev", reason="/dev read-only: devices and /dev/shm stay usable (built-in)"))
     if tmpfs_root:
         for rule in filesystem.rules:
