@@ -84,7 +84,9 @@ if sys.argv[3].startswith("recorded-folder"):
     # what a concurrent run could do before the masks are placed.
     names, info = (b"secret",), os.stat(work)
     identity = b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns)
-    if sys.argv[3] == "recorded-folder-swapped":
+    if "overlay" in sys.argv[3]:  # as an isolated run's view gives it: the overlay's device is unknown
+        identity = b"*:%d:%d" % (info.st_ino, info.st_ctime_ns)
+    if sys.argv[3].endswith("swapped"):
         os.rename(os.path.join(work, "secret"), os.path.join(work, "moved"))
         os.symlink(os.path.join(work, "target"), os.path.join(work, "secret"))
 maskhelper.REPORT_FD = 1
@@ -130,22 +132,25 @@ def _run_probe(tmp_path, method):
                            method], capture_output=True, text=True)
 
 
-def test_masks_in_a_recorded_folder_are_placed_relative_to_it(tmp_path):
+@pytest.mark.parametrize("method", ["recorded-folder", "recorded-folder-overlay"])
+def test_masks_in_a_recorded_folder_are_placed_relative_to_it(tmp_path, method):
     # A folder the scan recorded takes one mount(2) per mask, on the name
     # relative to the folder; the command's directory is the same afterwards.
     import ast
 
-    result = _run_probe(tmp_path, "recorded-folder")
+    result = _run_probe(tmp_path, method)
     assert result.returncode == 0, result.stdout + result.stderr
     assert ast.literal_eval(result.stdout.strip()) == ["", "elsewhere", "elsewhere", "read-only"]
     assert (tmp_path / "secret").read_text() == "s3cret"
 
 
-def test_a_symlink_swapped_into_a_recorded_folder_stops_the_masks(tmp_path):
+@pytest.mark.parametrize("method", ["recorded-folder-swapped", "recorded-folder-overlay-swapped"])
+def test_a_symlink_swapped_into_a_recorded_folder_stops_the_masks(tmp_path, method):
     # mount(2) follows a symlink at the name: the mask would land on the
     # link's target and the secret, renamed, stay readable. The folder changed,
-    # so the helper refuses before anything runs.
-    result = _run_probe(tmp_path, "recorded-folder-swapped")
+    # so the helper refuses before anything runs (in an isolated run's
+    # overlay too, where only its inode and ctime are known).
+    result = _run_probe(tmp_path, method)
     assert result.returncode == 125, result.stdout + result.stderr
     assert "changed while the sandbox was being built" in result.stdout
     assert (tmp_path / "moved").read_text() == "s3cret"  # control: the secret is there, under another name

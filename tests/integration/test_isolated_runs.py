@@ -157,6 +157,60 @@ def test_a_project_cannot_mount_more_into_its_own_isolated_runs(scene):
     assert "loosen" in result.stderr and "additional_mounts" in result.stderr
 
 
+MASKED = ('default_permissions = "p"\n[permissions.p.filesystem]\n":root" = "read"\n'
+          '":project_roots" = { "." = "write", "**/*.secret" = "none" }\n')
+
+
+def _many_secrets(scene):
+    from ringfence.backends.bwrap.plan import MASK_HELPER_THRESHOLD
+
+    for index in range(MASK_HELPER_THRESHOLD + 12):
+        scene.write(f"ws/keys/k{index}.secret", "s3cret\n")
+    scene.config(MASKED)
+
+
+def test_an_isolated_run_with_many_masks_starts_and_keeps_them(scene):
+    # Past the helper's threshold the masks are placed inside the overlay,
+    # where every folder shows the overlay's device: the helper's folder
+    # check must know the scan's folder there, or no such run could start.
+    _many_secrets(scene)
+    script = "cat keys/k3.secret > leak.txt 2>&1; echo done > new.txt"
+    control = scene.sh(script, sandbox=False)
+    assert "s3cret" in scene.read("ws/leak.txt"), control.stderr
+    os.unlink(os.path.join(scene.ws, "leak.txt"))
+    os.unlink(os.path.join(scene.ws, "new.txt"))
+    result = scene.sh(script, args=["--isolated", "--apply", "on-success"])
+    assert result.returncode == 0, result.stderr
+    assert scene.read("ws/new.txt") == "done\n"
+    assert "s3cret" not in scene.read("ws/leak.txt")
+
+
+def test_the_mask_helper_of_an_isolated_run_finds_a_python_outside_the_hidden_home(scene):
+    # ringfence's own interpreter here lives in the home, which an isolated
+    # run hides: its mask helper must run on one the run still shows, or
+    # refuse saying so, not fail once the sandbox is half built.
+    _many_secrets(scene)
+    venv = os.path.join(scene.home, "venv")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--copies", venv], check=True,
+                   capture_output=True, **scene._as_user())
+    python = os.path.join(venv, "bin", "python3")
+    argv = [python, "-P", "-m", "ringfence", "run", "--no-tty", "--isolated", "--apply", "on-success", "--",
+            "/bin/sh", "-c", "cat keys/k3.secret > leak.txt 2>&1; echo done > new.txt"]
+    from ringfence.backends.bwrap.locate import locate_bwrap
+
+    # The new interpreter has none of this one's packages: bwrap is named.
+    env = dict(scene.env(), RINGFENCE_BWRAP=locate_bwrap().path)
+    result = subprocess.run(argv, cwd=scene.ws, env=env, capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL, **scene._as_user())
+    system = [path for path in ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3") if os.path.exists(path)]
+    if not system:
+        assert result.returncode == 125 and "sees neither" in result.stderr, result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert scene.read("ws/new.txt") == "done\n"
+    assert "s3cret" not in scene.read("ws/leak.txt")
+
+
 # --- conflicts --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("user_edits", [True, False], ids=["user-edit", "control"])

@@ -77,6 +77,30 @@ class View(Record):
     def __call__(self, plan: MountPlan) -> MountPlan:
         return isolated_view(plan, self)
 
+    def sees(self, path: str) -> bool:
+        """Whether a host path the policy shows is there in this view: not in
+        the hidden home (unless in the workspace), and with a clean base only
+        what the base holds."""
+        if self.home not in ("/", self.workspace) and _inside(path, self.home) and not _inside(path, self.workspace):
+            return False
+        return self.rootfs is None or os.path.exists(os.path.join(self.rootfs, path.lstrip("/")))
+
+    def helper_identities(self, identities: dict) -> dict:
+        """The scan's folder identities as the mask helper finds the folders in
+        this view. In the overlaid workspace a folder has the overlay's device,
+        and its own inode and ctime as long as nothing has copied it up: None
+        stands for the device, and the helper checks the other two (a folder
+        the run's setup changed is refused as changed, never trusted). A
+        clean base replaces the host's folders outside the workspace: no
+        identity of theirs applies."""
+        seen = {}
+        for directory, identity in identities.items():
+            if _inside(directory, self.workspace):
+                seen[directory] = (None,) + tuple(identity[1:])
+            elif self.rootfs is None:
+                seen[directory] = identity
+        return seen
+
 
 def isolated_view(plan: MountPlan, view: View) -> MountPlan:
     """The policy's mount plan (`plan`) made into an isolated run's, as data."""

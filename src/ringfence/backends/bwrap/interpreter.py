@@ -14,14 +14,16 @@ import sys
 SYSTEM_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
 
 
-def inside_python(filesystem) -> str | None:
+def inside_python(filesystem, sees=None) -> str | None:
     """The first interpreter whose binary (and, for ringfence's own, its
-    standard library) the sandbox sees; None when it sees none."""
+    standard library) the sandbox sees; None when it sees none. `sees`, from
+    a wrapping backend's view, says which host paths its view still shows
+    (an isolated run hides the home, where ringfence's own Python may be)."""
     own = os.path.realpath(sys.executable)
     candidates: list[tuple[str, str | None]] = [(own, os.path.realpath(os.path.dirname(os.__file__)))]
     candidates += [(os.path.realpath(path), None) for path in SYSTEM_PYTHONS if os.path.exists(path)]
     for interpreter, library in candidates:
-        if all(_visible(filesystem, path) for path in (interpreter, library) if path):
+        if all(_visible(filesystem, path) and (sees is None or sees(path)) for path in (interpreter, library) if path):
             return interpreter
     return None
 

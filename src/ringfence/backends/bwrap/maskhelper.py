@@ -23,9 +23,9 @@ Command line: `/dev/fd/SCRIPT LIST REPORT SECCOMP`, the numbers of its
 descriptors: this script; the work, as NUL-separated fields (the real uid,
 the real gid, the file source or "-", the folder source or "-", then for
 each mount its kind ("f" a file mask, "d" a placeholder), its directory,
-that directory's identity as the scan saw it ("dev:ino:ctime", or "-") and
-its name, an empty field, the number of environment entries and each
-NAME=VALUE, the command's argv); the report pipe ("R" just before
+that directory's identity as the scan saw it ("dev:ino:ctime", in an
+overlay "*:ino:ctime", or "-") and its name, an empty field, the number of
+environment entries and each NAME=VALUE, the command's argv); the report pipe ("R" just before
 executing the command, or "E" and a message when something failed); the
 seccomp program (BPF).
 """
@@ -147,7 +147,11 @@ def _check_unchanged(folder, identity, shown):
     if identity == b"-":
         return
     info = os.fstat(folder)
-    if b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns) != identity:
+    if identity.startswith(b"*:"):  # in an overlay, whose device no scan could know
+        seen = b"*:%d:%d" % (info.st_ino, info.st_ctime_ns)
+    else:
+        seen = b"%d:%d:%d" % (info.st_dev, info.st_ino, info.st_ctime_ns)
+    if seen != identity:
         _changed(shown)
 
 

@@ -126,7 +126,10 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     """The plan for one run. The mounts are planned afresh every time, so a
     denied file that appeared since the last run is masked in this one.
     `view`, given by a wrapping backend, turns the policy's MountPlan into
-    the one this run mounts (an isolated run's overlay)."""
+    the one this run mounts (an isolated run's overlay): called on the plan,
+    it gives that plan; its `sees(path)` says whether a host path is still
+    there, and `helper_identities` gives the scan's folder identities as the
+    mask helper will find them."""
     filesystem = policy.filesystem
     cwd_decision = filesystem.access(cwd)
     if cwd_decision.access == NONE:
@@ -159,15 +162,21 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
         from .interpreter import inside_python
 
         egress = egress_plan(policy.network)
-        inner = relay_command(inside_python(filesystem) or os.path.realpath(sys.executable), egress.services, inner)
+        sees = view.sees if view is not None else None
+        inner = relay_command(inside_python(filesystem, sees) or os.path.realpath(sys.executable), egress.services,
+                              inner)
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + inner) if tty_shim else inner
     masks = tuple(step.dest for step in mounts.steps if step.kind == MASK_FILE)
     placeholders = tuple(step.dest for step in mounts.steps if step.kind == PLACEHOLDER)
     helper = None
     if len(masks) + len(placeholders) > MASK_HELPER_THRESHOLD:
-        helper = HelperJob(masks=masks, placeholders=placeholders,
-                           identities=filesystem.scanned_directories, empty_folder=cache.empty_folders[0],
-                           command=helper_command(filesystem, len(masks) + len(placeholders)))
+        identities = filesystem.scanned_directories
+        if view is not None:
+            identities = view.helper_identities(identities)
+        helper = HelperJob(masks=masks, placeholders=placeholders, identities=identities,
+                           empty_folder=cache.empty_folders[0],
+                           command=helper_command(filesystem, len(masks) + len(placeholders),
+                                                  view.sees if view is not None else None))
     argv = bwrap_argv(cache.bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper=helper, env=env_result.env,
                       overlay_sources=cache.overlay_sources if placeholders else None)
@@ -193,18 +202,19 @@ def ensure_empty_folders(directory: str) -> tuple[str, str]:
     return folders
 
 
-def helper_command(filesystem, count: int) -> list[str]:
-    """The mask helper runs on a Python inside the sandbox, so the policy must
-    let one be read. The script itself comes in as a descriptor, so it need
-    not be visible wherever ringfence happens to be installed; its
-    descriptors' numbers come on its command line."""
+def helper_command(filesystem, count: int, sees=None) -> list[str]:
+    """The mask helper runs on a Python inside the sandbox, so the policy (and
+    the view of a wrapping backend, `sees`) must let one be read. The script
+    itself comes in as a descriptor, so it need not be visible wherever
+    ringfence happens to be installed; its descriptors' numbers come on its
+    command line."""
     from .interpreter import inside_python  # only a plan with the mask helper asks
 
-    interpreter = inside_python(filesystem)
+    interpreter = inside_python(filesystem, sees)
     if interpreter is None:
         own = os.path.realpath(sys.executable)
         raise PolicyError(f"{count} masks and placeholders need the mask helper, which runs on Python inside the "
-                          f"sandbox, and the policy shows neither {own} nor a system python3",
+                          f"sandbox, and the sandbox sees neither {own} nor a system python3",
                           hint=f"allow reading {os.path.dirname(own)} (or :minimal), or deny the directories "
                                "holding the files instead of each file")
     return [interpreter, "-I", "-S", f"/dev/fd/{fds.HELPER_SCRIPT}", str(fds.HELPER_LIST), str(fds.HELPER_REPORT),

@@ -85,7 +85,13 @@ def helper_payload(plan: BwrapPlan, identities: dict | None = None) -> bytes:
         text = shown.get(directory)
         if text is None:
             found = identities.get(directory)
-            text = shown[directory] = "%d:%d:%d" % tuple(found) if found else "-"
+            if not found:
+                text = "-"
+            elif found[0] is None:  # a view's own device (see isolated.View.helper_identities)
+                text = "*:%d:%d" % tuple(found[1:])
+            else:
+                text = "%d:%d:%d" % tuple(found)
+            shown[directory] = text
         return text
 
     for kind, paths in (("d", sorted(job.placeholders, key=lambda path: (path.count("/"), path))),
