@@ -185,30 +185,52 @@ def test_an_isolated_run_with_many_masks_starts_and_keeps_them(scene):
     assert "s3cret" not in scene.read("ws/leak.txt")
 
 
+def _ringfence_from_the_home(scene, *args) -> subprocess.CompletedProcess:
+    """`ringfence ARGS` on an interpreter copied into the scene's home, which
+    an isolated run hides; it loads this one's packages (bwrap, h11) by path."""
+    import h11
+
+    venv = os.path.join(scene.home, "venv")
+    if not os.path.exists(venv):
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--copies", venv], check=True,
+                       capture_output=True, **scene._as_user())
+    packages = os.path.dirname(os.path.dirname(h11.__file__))
+    env = dict(scene.env(), PYTHONPATH=scene.env()["PYTHONPATH"] + os.pathsep + packages)
+    return subprocess.run([os.path.join(venv, "bin", "python3"), "-P", "-m", "ringfence", *args], cwd=scene.ws,
+                          env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          **scene._as_user())
+
+
+SYSTEM_PYTHONS = [path for path in ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+                  if os.path.exists(path)]
+
+
 def test_the_mask_helper_of_an_isolated_run_finds_a_python_outside_the_hidden_home(scene):
     # ringfence's own interpreter here lives in the home, which an isolated
     # run hides: its mask helper must run on one the run still shows, or
     # refuse saying so, not fail once the sandbox is half built.
     _many_secrets(scene)
-    venv = os.path.join(scene.home, "venv")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--copies", venv], check=True,
-                   capture_output=True, **scene._as_user())
-    python = os.path.join(venv, "bin", "python3")
-    argv = [python, "-P", "-m", "ringfence", "run", "--no-tty", "--isolated", "--apply", "on-success", "--",
-            "/bin/sh", "-c", "cat keys/k3.secret > leak.txt 2>&1; echo done > new.txt"]
-    from ringfence.backends.bwrap.locate import locate_bwrap
-
-    # The new interpreter has none of this one's packages: bwrap is named.
-    env = dict(scene.env(), RINGFENCE_BWRAP=locate_bwrap().path)
-    result = subprocess.run(argv, cwd=scene.ws, env=env, capture_output=True, text=True, timeout=120,
-                            stdin=subprocess.DEVNULL, **scene._as_user())
-    system = [path for path in ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3") if os.path.exists(path)]
-    if not system:
+    result = _ringfence_from_the_home(scene, "run", "--no-tty", "--isolated", "--apply", "on-success", "--",
+                                      "/bin/sh", "-c", "cat keys/k3.secret > leak.txt 2>&1; echo done > new.txt")
+    if not SYSTEM_PYTHONS:
         assert result.returncode == 125 and "sees neither" in result.stderr, result.stderr
         return
     assert result.returncode == 0, result.stderr
     assert scene.read("ws/new.txt") == "done\n"
     assert "s3cret" not in scene.read("ws/leak.txt")
+
+
+def test_the_egress_relay_of_an_isolated_run_finds_a_python_outside_the_hidden_home(scene):
+    scene.config('default_permissions = "dev"\n[permissions.dev]\nextends = ":workspace"\n'
+                 '[permissions.dev.network]\nenabled = true\nmode = "limited"\n'
+                 '[permissions.dev.network.domains]\n"allowed.test" = "allow"\n')
+    result = _ringfence_from_the_home(scene, "run", "--no-tty", "--isolated", "--apply", "on-success", "--",
+                                      "/bin/sh", "-c", 'echo "$HTTPS_PROXY" > proxy.txt')
+    if not SYSTEM_PYTHONS:
+        assert result.returncode == 125 and "no Python is visible" in result.stderr, result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert scene.read("ws/proxy.txt").startswith("http://"), "the command ran behind its relay"
 
 
 # --- conflicts --------------------------------------------------------------------------

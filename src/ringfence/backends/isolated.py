@@ -78,12 +78,7 @@ class View(Record):
         return isolated_view(plan, self)
 
     def sees(self, path: str) -> bool:
-        """Whether a host path the policy shows is there in this view: not in
-        the hidden home (unless in the workspace), and with a clean base only
-        what the base holds."""
-        if self.home not in ("/", self.workspace) and _inside(path, self.home) and not _inside(path, self.workspace):
-            return False
-        return self.rootfs is None or os.path.exists(os.path.join(self.rootfs, path.lstrip("/")))
+        return view_sees(path, self.home, self.workspace, self.rootfs)
 
     def helper_identities(self, identities: dict) -> dict:
         """The scan's folder identities as the mask helper finds the folders in
@@ -100,6 +95,15 @@ class View(Record):
             elif self.rootfs is None:
                 seen[directory] = identity
         return seen
+
+
+def view_sees(path: str, home: str, workspace: str, rootfs: str | None) -> bool:
+    """Whether a host path the policy shows is there in an isolated run's
+    view: not in the hidden home (unless in the workspace), and with a clean
+    base only what the base holds."""
+    if home not in ("/", workspace) and _inside(path, home) and not _inside(path, workspace):
+        return False
+    return rootfs is None or os.path.exists(os.path.join(rootfs, path.lstrip("/")))
 
 
 def isolated_view(plan: MountPlan, view: View) -> MountPlan:
@@ -241,22 +245,20 @@ class IsolatedBackend:
         return tuple(mount_problems(policy, self.rootfs) + self._relay_problems(policy))
 
     def _relay_problems(self, policy) -> list[Unenforceable]:
-        """The egress relay runs on the Python the policy shows; an isolated
-        run hides the home directory (and with --rootfs the whole host), so
-        one there would be missing at the start, with a misleading error."""
+        """The egress relay runs on a Python the view shows; an isolated run
+        hides the home directory (and with --rootfs the whole host), so
+        without one the relay would be missing at the start, with a
+        misleading error."""
         if policy.network.mode != "limited":
             return []
         from .bwrap.interpreter import inside_python
 
-        interpreter = inside_python(policy.filesystem)
         workspace = policy.project_roots[0]
-        if self.rootfs is None and interpreter is not None and not (
-                policy.home != "/" and _inside(interpreter, policy.home) and not _inside(interpreter, workspace)):
+        if inside_python(policy.filesystem, lambda path: view_sees(path, policy.home, workspace, self.rootfs)):
             return []
         where = "the clean base system (--rootfs)" if self.rootfs else f"an isolated run, which hides {policy.home}"
         return [Unenforceable("a network limited to listed domains",
-                              f"its relay runs on Python inside the sandbox, and {interpreter or 'no Python'} "
-                              f"is not visible in {where}",
+                              f"its relay runs on Python inside the sandbox, and no Python is visible in {where}",
                               "install ringfence for a Python outside the home directory, or run without "
                               "--isolated (or without --rootfs)")]
 
