@@ -84,11 +84,12 @@ class World:
         policy = load_policy(self.ws, home=self.home, env=self.env)
         return policy, make_plan(policy, ["true"], cwd=self.ws, env_result=policy.environment.apply(self.env))
 
-    def raw_command(self, naive_masks: bool = False) -> tuple[str, list[str]]:
-        """A shell command running bwrap exactly as ringfence would, and the
+    def raw_argv(self, naive_masks: bool = False) -> tuple[list[str], str, list[str]]:
+        """bwrap's argv exactly as ringfence would run `true` here, the file
+        holding its seccomp program (bwrap reads it on descriptor 3), and the
         placeholders it needs to exist (ringfence creates them per run). With
         `naive_masks`, every mask is a bwrap --ro-bind, as stock bwrap would do it."""
-        policy, plan = self.plan()
+        _, plan = self.plan()
         if naive_masks and plan.helper is not None:
             from ringfence.backends.bwrap.argv import bwrap_argv
 
@@ -100,16 +101,28 @@ class World:
         from ringfence.backends.bwrap.run import ensure_mask_file
 
         ensure_mask_file(plan.mask_file)
-        placeholders = [path for path, _ in plan.placeholders]
-        # A script file, since thousands of masks make a command line too long to pass.
         argv = list(plan.argv)
         if "--block-fd" in argv:  # ringfence's own hand-shake for resource limits: not bwrap's work
             index = argv.index("--block-fd")
             del argv[index:index + 2]
-        plan = plan.replace(argv=argv)
+        return argv, program, [path for path, _ in plan.placeholders]
+
+    def raw_prefix(self) -> tuple[str, list[str]]:
+        """A shell prefix running the command after it in raw bwrap, as
+        ringfence would (argv up to its "--", descriptors 3 and 4 given), and
+        the placeholders it needs."""
+        argv, program, placeholders = self.raw_argv()
+        separator = argv.index("--")
+        return f"3<{shlex.quote(program)} 4>/dev/null {shlex.join(argv[:separator + 1])}", placeholders
+
+    def raw_command(self, naive_masks: bool = False) -> tuple[str, list[str]]:
+        """A shell command running `true` in bwrap exactly as ringfence would,
+        and the placeholders it needs (see raw_argv)."""
+        argv, program, placeholders = self.raw_argv(naive_masks)
+        # A script file, since thousands of masks make a command line too long to pass.
         script = os.path.join(self.base, "raw-bwrap.sh")
         with open(script, "w") as handle:
-            handle.write(f"exec {shlex.join(plan.argv)} 3<{shlex.quote(program)} 4>/dev/null\n")
+            handle.write(f"exec {shlex.join(argv)} 3<{shlex.quote(program)} 4>/dev/null\n")
         return f"sh {shlex.quote(script)}", placeholders
 
 

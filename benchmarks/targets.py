@@ -15,7 +15,11 @@ interpreter's `python -c pass`). hyperfine is the Debian package.
 2. trace: an agent-like trace of 60 short commands (git status, grep, sed,
    ls, a shell write, python -c import), as root, bare and each under
    `ringfence run --no-tty --`, in one hyperfine invocation. Target: <= 20 ms
-   per command over bare.
+   per command over bare. The same invocation measures the floor under any
+   Python command line: `python -c pass`, plus each command in raw bwrap
+   given ringfence's own argv, mounts and seccomp program. Then the trace
+   through the API: one `Sandbox` kept by a Python process, as an agent
+   framework would, against the same commands run bare from that process.
 3. masks: `run -- true` with 2,000 and with 20,000 glob-denied files (warm
    scan cache), against `run -- true` in an empty project, in one hyperfine
    invocation; the 2,000 also cold (no scan cached). Targets: 20,000 within
@@ -25,6 +29,7 @@ interpreter's `python -c pass`). hyperfine is the Debian package.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pwd
 import shlex
@@ -105,6 +110,40 @@ def user_versus_root(cli: str, python: str, user: pwd.struct_passwd, base: str, 
     return user_run, root_run
 
 
+API_TRACE = r"""
+import json, os, statistics, subprocess, sys, time
+from ringfence import Sandbox
+
+commands, rounds = json.loads(sys.argv[1]), int(sys.argv[2])
+
+
+def bare():
+    for command in commands:
+        subprocess.run(command, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+
+
+sandbox = Sandbox(cwd=os.getcwd())
+
+
+def boxed():
+    for command in commands:
+        outcome = sandbox.run(["sh", "-c", command], capture_output=True)
+        if outcome.exit_code:
+            raise SystemExit(f"{command}: exit {outcome.exit_code}: {outcome.stderr!r}")
+
+
+samples = {"bare": [], "api": []}
+for index in range(rounds + 1):  # the first round of each warms up
+    for name, function in (("bare", bare), ("api", boxed)):
+        start = time.perf_counter()
+        function()
+        if index:
+            samples[name].append(time.perf_counter() - start)
+sandbox.close()
+print(json.dumps({name: statistics.median(values) for name, values in samples.items()}))
+"""
+
+
 def agent_trace(cli: str, python: str, base: str, runs: int):
     world = World(os.path.join(base, "trace"), None)
     for index in range(40):
@@ -115,21 +154,44 @@ def agent_trace(cli: str, python: str, base: str, runs: int):
     subprocess.run(["git", "-C", world.ws, "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "x"],
                    check=True)
     commands = [TRACE[index % len(TRACE)].format(python=shlex.quote(python)) for index in range(60)]
+    raw_prefix, placeholders = world.raw_prefix()
     scripts = {}
-    for name, prefix in (("bare", ""), ("ringfence", f"{cli} run --no-tty -- ")):
+    for name, lines in (("bare", commands), ("ringfence", [f"{cli} run --no-tty -- {c}" for c in commands]),
+                        ("raw-bwrap", [f"{raw_prefix} {c}" for c in commands]),
+                        ("python", [f"{shlex.quote(python)} -c pass"] * 60)):
         path = os.path.join(world.base, f"trace-{name}.sh")
         with open(path, "w") as handle:
-            handle.write("set -e\n" + "".join(f"{prefix}{command} > /dev/null\n" for command in commands))
+            handle.write("set -e\n" + "".join(f"{line} > /dev/null\n" for line in lines))
         scripts[name] = f"sh {path}"
     subprocess.run(shlex.split(scripts["ringfence"]), check=True, cwd=world.ws, env=world.env)
-    rows = hyperfine({"60 commands, bare": scripts["bare"], "60 commands, each in ringfence": scripts["ringfence"]},
-                     runs, world.env, world.ws, warmup=1)
+    names = {"bare": "60 commands, bare", "ringfence": "60 commands, each in ringfence",
+             "raw-bwrap": "60 commands, each in raw bwrap", "python": "60 x python -c pass"}
+    from startup import placeholders_made
+
+    # Raw bwrap mounts on the placeholders ringfence would make: they stand for the whole invocation.
+    with placeholders_made(placeholders):
+        rows = hyperfine({names[key]: script for key, script in scripts.items()}, runs, world.env, world.ws,
+                         warmup=1)
     print("\n2. agent-like trace: 60 short commands, as root (one hyperfine invocation)")
     for name, row in rows.items():
         line(name, row)
-    per_command = (rows["60 commands, each in ringfence"]["median"] - rows["60 commands, bare"]["median"]) / 60
+    median = {key: rows[names[key]]["median"] / 60 for key in names}
+    per_command = median["ringfence"] - median["bare"]
     print(f"   ringfence per command over bare: {per_command * 1000:.1f} ms "
           f"(target <= 20 ms: {'met' if per_command <= 0.020 else 'NOT met'})")
+    # What no Python command line can go below: its interpreter's start, and
+    # bwrap building this very sandbox (ringfence's argv, mounts and seccomp).
+    floor = median["python"] + median["raw-bwrap"] - median["bare"]
+    print(f"   floor of a Python CLI: python -c pass {median['python'] * 1000:.1f} ms + raw bwrap over bare "
+          f"{(median['raw-bwrap'] - median['bare']) * 1000:.1f} ms = {floor * 1000:.1f} ms per command; "
+          f"ringfence's own work {(per_command - floor) * 1000:.1f} ms")
+    result = subprocess.run([python, "-c", API_TRACE, json.dumps(commands), str(max(3, runs))], cwd=world.ws,
+                            env=world.env, check=True, capture_output=True, text=True)
+    api = json.loads(result.stdout)
+    over = (api["api"] - api["bare"]) / 60
+    print(f"   through the API (one Sandbox in an agent's process, sh -c on both sides): "
+          f"{api['api'] / 60 * 1000:.1f} ms per command, {over * 1000:.1f} ms over bare "
+          f"(<= 20 ms: {'met' if over <= 0.020 else 'NOT met'})")
     return per_command
 
 
