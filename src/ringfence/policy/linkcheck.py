@@ -14,6 +14,7 @@ the check to the parent, which makes it itself.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 
 from .refusals import hard_link_refusal
@@ -127,8 +128,10 @@ class LinkCheck:
         return self._verdict
 
     def __del__(self):
-        # A policy dropped unread (a build for comparison, a status that
-        # stopped early) must not leave its child a zombie in a long-lived caller.
+        # A policy dropped unread (the build a project's configuration is
+        # measured against, a status that stopped early) must neither wait for
+        # its child nor leave it a zombie in a long-lived caller. Not reaped
+        # yet, the pid is still this child's.
         if self._read_end is not None:
             try:
                 os.close(self._read_end)
@@ -136,4 +139,8 @@ class LinkCheck:
                 pass
             self._read_end = None
         if self.pid is not None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
             self._reap()
