@@ -44,19 +44,24 @@ def _linked(paths) -> list[int]:
     return found
 
 
+def _alone() -> bool:
+    """Whether this is the process's only thread: where others run, one could
+    hold a lock the child would need."""
+    import sys
+
+    return len(sys._current_frames()) == 1
+
+
 class LinkCheck:
     """The link counts of `entries` ((path, rule label, root) each), checked
     at once or in a child; `refusals()` is the verdict, the same either way."""
 
     def __init__(self, entries):
-        import sys
-
         self.entries = list(entries)
         self.pid: int | None = None
         self._read_end: int | None = None
         self._verdict: tuple[PolicyError, ...] | None = None
-        # Not where other threads run: one could hold a lock the child needs.
-        if len(self.entries) >= FORK_AT and len(sys._current_frames()) == 1:
+        if len(self.entries) >= FORK_AT and _alone():
             self._fork()
 
     def _fork(self):
