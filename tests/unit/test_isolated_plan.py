@@ -119,9 +119,17 @@ def test_a_limited_network_is_refused_where_the_relays_python_would_be_hidden(tm
                                      'permissions.dev.network.enabled=true', 'permissions.dev.network.mode="limited"',
                                      'permissions.dev.network.domains={"pypi.org"="allow"}'])
     backend = IsolatedBackend(None)
-    monkeypatch.setattr(interpreter, "inside_python", lambda filesystem: "/usr/bin/python3")
+
+    def pythons(*candidates):  # the first the policy and the view both show, as inside_python picks
+        return lambda filesystem, sees=None: next((path for path in candidates if sees is None or sees(path)), None)
+
+    own = str(home / ".pyenv" / "bin" / "python3")
+    monkeypatch.setattr(interpreter, "inside_python", pythons("/usr/bin/python3"))
     assert backend.check(limited) == ()  # control: a system Python stays visible
-    monkeypatch.setattr(interpreter, "inside_python", lambda filesystem: str(home / ".pyenv" / "bin" / "python3"))
+    monkeypatch.setattr(interpreter, "inside_python", pythons(own, "/usr/bin/python3"))
+    assert backend.check(limited) == ()  # ringfence's own is hidden, the system's runs the relay
+    monkeypatch.setattr(interpreter, "inside_python", pythons(own))
     (refusal,) = backend.check(limited)
     assert "hides" in refusal.reason and str(home) in refusal.reason
-    assert IsolatedBackend(None, rootfs=str(tmp_path)).check(limited)
+    monkeypatch.setattr(interpreter, "inside_python", pythons("/usr/bin/python3"))
+    assert IsolatedBackend(None, rootfs=str(tmp_path)).check(limited)  # a clean base without it
