@@ -441,6 +441,35 @@ def test_an_unreachable_directory_is_never_cached_as_empty(tmp_path, monkeypatch
 
 
 
+def test_a_directory_changed_just_before_a_scan_is_trusted_once_it_has_aged(tmp_path, monkeypatch):
+    # Made moments before the first scan, the folders are listed again by the
+    # next one (they may have changed within the same tick). That listing
+    # must be kept, or every later scan lists them again for good.
+    import time
+
+    monkeypatch.setattr(globs, "_RACY_NS", 200_000_000)
+    for index in range(3):
+        make(tmp_path, f"ws/pkg{index}/key.pem")
+    root, cache = str(tmp_path / "ws"), tmp_path / "cache"
+    cache.mkdir()
+    listed = []
+    real = globs._list_directory
+    monkeypatch.setattr(globs, "_list_directory", lambda directory, *args: listed.append(directory) or
+                        real(directory, *args))
+
+    def listings():
+        listed.clear()
+        assert len(scan(root, ["**/*.pem"], None, cache_dir=str(cache))) == 3
+        return len(listed)
+
+    assert listings() == 4  # the first scan lists everything
+    time.sleep(0.3)  # the folders age past the racy window of this scan, not of the first
+    assert listings() == 4  # changed just before the first scan: listed again
+    assert listings() == 0  # and now trusted
+    make(tmp_path, "ws/pkg1/new.pem")
+    assert len(scan(root, ["**/*.pem"], None, cache_dir=str(cache))) == 4  # control: a change is seen
+
+
 def test_the_cap_counts_each_pattern_and_refuses_only_above_it(tmp_path, monkeypatch):
     monkeypatch.setattr(globs, "MAX_MATCHES", 3)
     for index in range(3):

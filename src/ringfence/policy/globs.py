@@ -468,8 +468,12 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
                 cache.dirty = True
                 continue
             # A directory whose ctime moved but whose listing says the same (a
-            # file created and removed again) changes nothing worth rewriting.
-            if record is None or record[2] != subdirs or record[3] != matches:
+            # file created and removed again) changes nothing worth rewriting;
+            # one listed again only because it had changed just before the
+            # last scan is: saved with this scan's start, it is trusted next
+            # time (else every later run would list it again, for good).
+            if record is None or record[2] != subdirs or record[3] != matches \
+                    or (record[0] == info.st_ino and record[1] == info.st_ctime_ns):
                 cache.dirty = True
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
         if snapshot is not None:
