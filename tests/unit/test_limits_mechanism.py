@@ -201,3 +201,29 @@ def test_a_thread_interrupted_just_after_moving_in_still_moves_back(tmp_path, mo
         with limits.BornInto(prepared):
             pass
     assert written[-2:] == ["ringfence-r/tasks", "outer/tasks"]
+
+
+def test_a_sandbox_gone_before_its_limits_is_a_start_failure_not_a_crash():
+    # bwrap names the sandbox's first process, then fails a mount and takes it
+    # down: limiting a process that no longer exists must end in bwrap's own
+    # error, reported, not in a ProcessLookupError out of the launcher.
+    from types import SimpleNamespace
+
+    from ringfence.backends.bwrap.run import _apply_limits
+    from ringfence.events import EventLog
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process that was, and is no more
+    plan = SimpleNamespace(limits=Limits(processes=64), limits_mechanism=limits.Mechanism("rlimit", "test"),
+                           counter_shares=())
+    status_read, status_write = os.pipe()
+    block_read, block_write = os.pipe()
+    os.write(status_write, b'{"child-pid": %d}\n' % pid)
+    try:
+        data, applied = _apply_limits(plan, status_read, block_write, EventLog(), limits.CounterCeilings(()), None)
+    finally:
+        for fd in (status_read, status_write, block_read):
+            os.close(fd)
+    assert applied is None and b"child-pid" in data

@@ -19,7 +19,6 @@ from .environment import EnvironmentPolicy
 from .expand import Expander
 from .filesystem import READ, TIER_BUILTIN, TIER_PROFILE, TIER_PROTECTED, WRITE, Cap, FilesystemPolicy, PathRule
 from .limits import Limits
-from .linkcheck import LinkCheck
 from .network import FULL, LIMITED, OFF, NetworkPolicy, network_options
 from .profiles import Selection, resolve_profile, select_profile
 from .protection import (nested_protection_specs, outermost, own_files, own_repositories, protected_entries,
@@ -193,8 +192,12 @@ def build(config, *, env=None) -> Policy:
                                                         home=home, snapshots=snapshots,
                                                         identities=scanned_directories, refusals=refusals,
                                                         kinds=kinds, denied_files=denied_files)
-    # Forked here, it checks while the rest of the build and the mount plan go on.
-    link_check = LinkCheck(denied_files)
+    link_check = None
+    if denied_files:
+        from .linkcheck import LinkCheck  # most projects' globs deny nothing
+
+        # Forked here, it checks while the rest of the build and the mount plan go on.
+        link_check = LinkCheck(denied_files)
     rules = base_rules + glob_rules
     provisional = FilesystemPolicy(rules)
     check_symlinks(profile_rules, provisional, refusals)

@@ -448,6 +448,7 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
         cache_path = os.path.join(cache_dir, f"scan-{zlib.crc32(repr(key).encode()):08x}.bin")
     cache = ScanCache(cache_path, key)
     trusted_before = cache.previous_start - _RACY_NS
+    aged_before = start_ns - _RACY_NS
     stack = [(root, "", 1)]
     while stack:
         directory, relative_dir, depth = stack.pop()
@@ -470,10 +471,12 @@ def scan(root: str, patterns: list[str], max_depth: int | None, skip=None, cache
             # A directory whose ctime moved but whose listing says the same (a
             # file created and removed again) changes nothing worth rewriting;
             # one listed again only because it had changed just before the
-            # last scan is: saved with this scan's start, it is trusted next
-            # time (else every later run would list it again, for good).
+            # last scan is, once it is old for this scan: saved with this
+            # scan's start, it is trusted next time (else every later run
+            # would list it again, for good). One that keeps changing (a
+            # workspace that gets placeholders) is not worth a write per run.
             if record is None or record[2] != subdirs or record[3] != matches \
-                    or (record[0] == info.st_ino and record[1] == info.st_ctime_ns):
+                    or (record[0] == info.st_ino and record[1] == info.st_ctime_ns < aged_before):
                 cache.dirty = True
         cache.new[relative_dir] = (info.st_ino, info.st_ctime_ns, subdirs, matches)
         if snapshot is not None:

@@ -181,8 +181,13 @@ def _apply_limits(plan: BwrapPlan, status_fd: int, block_fd: int, events, ceilin
                 return data, None
             data += chunk
             child = status_fields(data.decode(errors="replace"))[0]
-        bounded = ceilings.place(child)
-        applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id, prepared)
+        try:
+            bounded = ceilings.place(child)
+            applied = limit_tools.apply(child, plan.limits, plan.limits_mechanism, events.run_id, prepared)
+        except ProcessLookupError:
+            # Gone before it could be limited: bwrap failed to build the sandbox
+            # (a mount it could not make). Nothing ran; supervision reports bwrap's error.
+            return data, None
         events.emit("limits.applied", mechanism=plan.limits_mechanism.processes or "none",
                     detail=plan.limits_mechanism.detail, limits=plan.limits.describe(),
                     shared_counters={name: value for name, value in plan.counter_shares} if bounded else {},
