@@ -166,23 +166,57 @@ def _many_secrets(scene):
 
     for index in range(MASK_HELPER_THRESHOLD + 12):
         scene.write(f"ws/keys/k{index}.secret", "s3cret\n")
+    scene.write("ws/top.secret", "t0psecret\n")  # the overlay's root shows the run's own folder, not the host's
     scene.config(MASKED)
 
 
-def test_an_isolated_run_with_many_masks_starts_and_keeps_them(scene):
+LEAK = "cat keys/k3.secret top.secret > leak.txt 2>&1; echo done > new.txt"
+
+
+@pytest.mark.parametrize("setup", [[], ["--setup", "mkdir -p node_modules", "--setup", "echo x > keys/new.txt"]],
+                         ids=["no-setup", "setup-writes-where-masks-are"])
+def test_an_isolated_run_with_many_masks_starts_and_keeps_them(scene, setup):
     # Past the helper's threshold the masks are placed inside the overlay,
-    # where every folder shows the overlay's device: the helper's folder
-    # check must know the scan's folder there, or no such run could start.
+    # where folders show the overlay's device, and the root and what a setup
+    # wrote in show the run's own upper folder: the helper's folder check
+    # must know them there, or no such run could start.
     _many_secrets(scene)
-    script = "cat keys/k3.secret > leak.txt 2>&1; echo done > new.txt"
-    control = scene.sh(script, sandbox=False)
-    assert "s3cret" in scene.read("ws/leak.txt"), control.stderr
+    control = scene.sh(LEAK, sandbox=False)
+    assert "s3cret" in scene.read("ws/leak.txt") and "t0psecret" in scene.read("ws/leak.txt"), control.stderr
     os.unlink(os.path.join(scene.ws, "leak.txt"))
     os.unlink(os.path.join(scene.ws, "new.txt"))
-    result = scene.sh(script, args=["--isolated", "--apply", "on-success"])
+    result = scene.sh(LEAK, args=["--isolated", "--apply", "on-success", *setup])
     assert result.returncode == 0, result.stderr
     assert scene.read("ws/new.txt") == "done\n"
-    assert "s3cret" not in scene.read("ws/leak.txt")
+    assert "s3cret" not in scene.read("ws/leak.txt") and "t0psecret" not in scene.read("ws/leak.txt")
+
+
+def test_a_secret_renamed_on_the_host_during_the_setup_stops_the_command(scene):
+    # The overlay's root shows the run's own folder, so the helper cannot see
+    # a host change there: the command phase compares the host's folder with
+    # the scan just before it starts, and refuses it changed.
+    _many_secrets(scene)
+    upper = os.path.join(scene.home, ".local/state/ringfence/runs")
+
+    def started():
+        return any(os.path.exists(os.path.join(upper, run, "layers/upper/started.txt"))
+                   for run in (os.listdir(upper) if os.path.isdir(upper) else ()))
+
+    for rename in (False, True):  # control first: unchanged, the same run starts and holds
+        child = start(scene, "run", "--no-tty", "--isolated", "--setup", "echo > started.txt; sleep 1", "--",
+                      "/bin/sh", "-c", "cat moved.txt top.secret > leak.txt 2>&1; exit 0")
+        deadline = time.monotonic() + 30
+        while not started() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert started(), "the setup ran"
+        if rename:
+            os.rename(os.path.join(scene.ws, "top.secret"), os.path.join(scene.ws, "moved.txt"))
+        out, err = child.communicate(timeout=60)
+        if rename:
+            assert child.returncode == 125 and b"changed while the sandbox was being built" in err, err
+        else:
+            assert child.returncode == 0, err
+        ringfence(scene, "discard")
 
 
 def _ringfence_from_the_home(scene, *args) -> subprocess.CompletedProcess:

@@ -81,19 +81,38 @@ class View(Record):
         return view_sees(path, self.home, self.workspace, self.rootfs)
 
     def helper_identities(self, identities: dict) -> dict:
-        """The scan's folder identities as the mask helper finds the folders in
-        this view. In the overlaid workspace a folder has the overlay's device,
-        and its own inode and ctime as long as nothing has copied it up: None
-        stands for the device, and the helper checks the other two (a folder
-        the run's setup changed is refused as changed, never trusted). A
-        clean base replaces the host's folders outside the workspace: no
-        identity of theirs applies."""
+        """The scan's folder identities as the mask helper will find the
+        folders in this view, now; refuses if one in the workspace has changed
+        on the host since the scan.
+
+        Each phase of a run is planned just before it starts, and a folder
+        whose secret was renamed away since the scan plans no mask for it, so
+        the helper would never look at it: the host's folders are compared
+        with the scan here. In the overlay a folder the run has not written
+        shows the overlay's device (None: the helper checks inode and ctime
+        only) and its own inode and ctime, and the helper checks it again
+        once its masks are placed. The overlay's root, and a folder an
+        earlier phase (a setup) copied up, show the run's own upper folder
+        instead, and no later change of the host's: those are left to this
+        check. A clean base replaces the host's folders outside the
+        workspace: no identity of theirs applies."""
+        upper = self.layers[0]
         seen = {}
         for directory, identity in identities.items():
-            if _inside(directory, self.workspace):
-                seen[directory] = (None,) + tuple(identity[1:])
-            elif self.rootfs is None:
-                seen[directory] = identity
+            if not _inside(directory, self.workspace):
+                if self.rootfs is None:
+                    seen[directory] = identity
+                continue
+            try:
+                host = os.lstat(directory)
+            except OSError:
+                host = None
+            if host is None or (host.st_dev, host.st_ino, host.st_ctime_ns) != tuple(identity):
+                raise RingfenceError(f"{directory} changed while the sandbox was being built (a file renamed or "
+                                     "replaced there); nothing more was run", hint="run the command again")
+            if directory != self.workspace \
+                    and not os.path.lexists(os.path.join(upper, os.path.relpath(directory, self.workspace))):
+                seen[directory] = (None, identity[1], identity[2])
         return seen
 
 
@@ -338,7 +357,13 @@ class IsolatedBackend:
         last = None
         finished = False
         try:
-            for phase in plan.phases:
+            for index, phase in enumerate(plan.phases):
+                if index:
+                    # Planned again now: what the phases before wrote into the
+                    # overlay changes the folders the masks are checked against.
+                    phase = phase.replace(plan=self.inner.plan(plan.policy, phase.argv, cwd=plan.cwd,
+                                                               env_result=plan.env_result, io=io, events=events,
+                                                               view=plan.view))
                 remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
                 last = self._phase(phase, io, remaining, events, forward_signals, keep)
                 outputs.append(last)
