@@ -126,3 +126,30 @@ def test_a_policy_refuses_a_hard_linked_glob_match_found_by_the_child(tmp_path, 
     linked = load_policy(str(ws), home=str(home), env=env)
     assert len(forks) == 2
     assert [refusal.message.split(" is denied")[0] for refusal in linked.refusals] == [entries[42][0]]
+
+
+def test_an_interrupted_wait_for_the_child_leaves_the_check_to_the_parent(tmp_path, monkeypatch, forks):
+    entries = _denied(tmp_path, linkcheck.FORK_AT, linked=(11,))
+    check = LinkCheck(entries)
+    real_read = os.read
+
+    def interrupted(fd, size):
+        monkeypatch.setattr(linkcheck.os, "read", real_read)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(linkcheck.os, "read", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        check.refusals()
+    assert check.pid is None, "the child is reaped all the same"
+    assert _flagged(check) == [entries[11][0]]
+
+
+def test_a_child_reaped_by_someone_else_is_not_signalled(tmp_path, monkeypatch, forks):
+    # A caller's SIGCHLD handler may reap every child: its pid may then be
+    # another process's, which a dropped policy must not kill.
+    check = LinkCheck(_denied(tmp_path, linkcheck.FORK_AT))
+    os.waitpid(forks[0], 0)  # as the caller's reaper would
+    killed = []
+    monkeypatch.setattr(linkcheck.os, "kill", lambda pid, number: killed.append(pid))
+    del check
+    assert killed == []

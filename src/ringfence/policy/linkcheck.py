@@ -94,9 +94,12 @@ class LinkCheck:
         self.pid, self._read_end = pid, read_end
 
     def _join(self) -> list[int] | None:
-        """The child's answer, or None if it gave none that can be trusted."""
+        """The child's answer, or None if it gave none that can be trusted.
+        Interrupted (a ^C), it still closes and reaps, and the next call to
+        `refusals` makes the check in the parent."""
         data = b""
-        assert self._read_end is not None and self.pid is not None, "only a forked check is joined"
+        assert self._read_end is not None, "only a forked check is joined"
+        status = None
         try:
             while True:
                 chunk = os.read(self._read_end, 1 << 16)
@@ -108,7 +111,7 @@ class LinkCheck:
         finally:
             os.close(self._read_end)
             self._read_end = None
-        status = self._reap()
+            status = self._reap()
         if status != 0 or not data.endswith(_DONE):
             return None
         lines = data[:-len(_DONE)].split()
@@ -116,19 +119,28 @@ class LinkCheck:
             return None
         return [int(line) for line in lines]
 
-    def _reap(self) -> int | None:
+    def _reap(self, stop: bool = False) -> int | None:
+        """The child's exit code, once it is reaped (None if someone else
+        reaped it: its answer alone is not proof enough). With `stop`, a
+        child still running is killed first; one already gone is not
+        signalled, since its pid may belong to another process by now."""
         pid, self.pid = self.pid, None
         if pid is None:
             return None
         try:
+            if stop:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+                os.kill(pid, _SIGKILL)
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
-            return None  # reaped by someone else: its answer alone is not proof enough
+            return None
         return os.waitstatus_to_exitcode(status)
 
     def refusals(self) -> tuple[PolicyError, ...]:
         if self._verdict is None:
-            linked = self._join() if self.pid is not None else None
+            linked = self._join() if self._read_end is not None else None
             if linked is None:
                 linked = _linked(entry[0] for entry in self.entries)
             self._verdict = tuple(hard_link_refusal(*self.entries[index]) for index in linked)
@@ -137,17 +149,11 @@ class LinkCheck:
     def __del__(self):
         # A policy dropped unread (the build a project's configuration is
         # measured against, a status that stopped early) must neither wait for
-        # its child nor leave it a zombie in a long-lived caller. Not reaped
-        # yet, the pid is still this child's.
+        # its child nor leave it a zombie in a long-lived caller.
         if self._read_end is not None:
             try:
                 os.close(self._read_end)
             except OSError:
                 pass
             self._read_end = None
-        if self.pid is not None:
-            try:
-                os.kill(self.pid, _SIGKILL)
-            except OSError:
-                pass
-            self._reap()
+        self._reap(stop=True)
