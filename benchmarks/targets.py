@@ -185,7 +185,7 @@ def agent_trace(cli: str, python: str, base: str, runs: int):
     print(f"   floor of a Python CLI: python -c pass {median['python'] * 1000:.1f} ms + raw bwrap over bare "
           f"{(median['raw-bwrap'] - median['bare']) * 1000:.1f} ms = {floor * 1000:.1f} ms per command; "
           f"ringfence's own work {(per_command - floor) * 1000:.1f} ms")
-    result = subprocess.run([python, "-c", API_TRACE, json.dumps(commands), str(max(3, runs))], cwd=world.ws,
+    result = subprocess.run([python, "-c", API_TRACE, json.dumps(commands), str(max(8, runs))], cwd=world.ws,
                             env=world.env, check=True, capture_output=True, text=True)
     api = json.loads(result.stdout)
     over = (api["api"] - api["bare"]) / 60
