@@ -117,6 +117,19 @@ def test_helper_mount_methods_mask_the_name_itself(tmp_path, method):
     assert (tmp_path / "link").is_symlink()
 
 
+def test_the_relative_mount_is_kept_to_folders_with_fine_timestamps():
+    # On a filesystem with whole-second timestamps a symlink swapped in within
+    # the second of the scan leaves the folder's ctime as it was: there the
+    # helper keeps to the detached tree, which never follows the name.
+    from ringfence.backends.bwrap.maskhelper import fine_grained
+
+    assert fine_grained(b"2049:1234:1796185427120638697")
+    assert fine_grained(b"*:1234:1796185427120638697")
+    assert not fine_grained(b"2049:1234:1796185427000000000")
+    assert not fine_grained(b"*:1234:1796185427000000000")
+    assert not fine_grained(b"-")
+
+
 def _run_probe(tmp_path, method):
     import subprocess
     import sys

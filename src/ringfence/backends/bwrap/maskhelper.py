@@ -108,8 +108,10 @@ def mask_all(libc, sources, entries, classic=False):
         # tree, with tens of thousands of masks a seventh of a start. mount(2)
         # would follow a symlink at the name, but none can be there unnoticed:
         # putting one there changes the folder, whose identity is checked
-        # again once its masks are placed.
-        relative = not classic and identity != b"-"
+        # again once its masks are placed. Only where ctime counts finer than
+        # seconds: on a filesystem that keeps whole seconds, a change in the
+        # second of the scan leaves it as it was.
+        relative = not classic and fine_grained(identity)
         if relative:
             os.fchdir(folder)
         for kind, name in names:
@@ -141,6 +143,13 @@ def _by_directory(entries):
         else:
             groups.append((directory, identity, [(kind, name)]))
     return groups
+
+
+def fine_grained(identity):
+    """Whether a recorded identity's ctime has a part below the second: a
+    filesystem with whole-second timestamps shows none (one in a billion
+    fine-grained ones does too, and just takes the slower way)."""
+    return identity != b"-" and not identity.endswith(b"000000000")
 
 
 def _check_unchanged(folder, identity, shown):
