@@ -194,3 +194,21 @@ def test_many_placeholders_are_placed_by_the_helper_and_hold(scene):
     assert not scene.exists("ws/.tool7/run.sh") and not scene.exists("ws/moved")
     assert not [name for name in os.listdir(scene.ws) if name.startswith((".tool", ".conf"))], \
         "the placeholders are gone after the run"
+
+
+def test_a_hard_link_among_a_thousand_denied_files_refuses_the_run(masked):
+    # Past a thousand denied files their link counts are read by a forked
+    # child beside the start: a second name for one still refuses the run.
+    from ringfence.policy.linkcheck import FORK_AT
+
+    for index in range(COUNT, FORK_AT + 10):
+        masked.write(f"ws/pkg{index % 7}/f{index}.secret", SECRET)
+    readable = os.path.join(masked.outside, "second-name")
+    os.link(os.path.join(masked.ws, "pkg3/f500.secret"), readable)
+    control = masked.run(["cat", readable], sandbox=False)
+    assert SECRET in control.stdout, control.stderr
+    result = masked.run(["cat", readable])
+    assert result.returncode == 125 and SECRET not in result.stdout, result.stdout + result.stderr
+    assert "f500.secret" in result.stderr and "hard links" in result.stderr
+    os.unlink(readable)
+    assert masked.run(["true"]).returncode == 0  # the same tree without the link runs

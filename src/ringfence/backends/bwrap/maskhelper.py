@@ -25,9 +25,9 @@ the real gid, the file source or "-", the folder source or "-", then for
 each mount its kind ("f" a file mask, "d" a placeholder), its directory,
 that directory's identity as the scan saw it ("dev:ino:ctime", in an
 overlay "*:ino:ctime", or "-") and its name, an empty field, the number of
-environment entries and each NAME=VALUE, the command's argv); the report pipe ("R" just before
-executing the command, or "E" and a message when something failed); the
-seccomp program (BPF).
+environment entries and each NAME=VALUE, the command's argv); the report
+pipe ("R" just before executing the command, or "E" and a message when
+something failed); the seccomp program (BPF).
 """
 
 import ctypes

@@ -157,12 +157,12 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
     mask_file = os.path.join(state, "mask", "empty")
     egress = None
     inner = list(command)
+    sees = view.sees if view is not None else None
     if policy.network.mode == LIMITED:
         from .egress import egress_plan, relay_command  # threading and json: only for a limited network
         from .interpreter import inside_python
 
         egress = egress_plan(policy.network)
-        sees = view.sees if view is not None else None
         inner = relay_command(inside_python(filesystem, sees) or os.path.realpath(sys.executable), egress.services,
                               inner)
     full_command = ([tty_shim, "--ctty", "--wait", "--"] + inner) if tty_shim else inner
@@ -175,8 +175,7 @@ def make_plan(policy, command: list[str], *, cwd: str, env_result, tty_shim: str
             identities = view.helper_identities(identities)
         helper = HelperJob(masks=masks, placeholders=placeholders, identities=identities,
                            empty_folder=cache.empty_folders[0],
-                           command=helper_command(filesystem, len(masks) + len(placeholders),
-                                                  view.sees if view is not None else None))
+                           command=helper_command(filesystem, len(masks) + len(placeholders), sees))
     argv = bwrap_argv(cache.bwrap.path, mounts, network_isolated=policy.network.isolated, cwd=cwd,
                       command=full_command, mask_file=mask_file, helper=helper, env=env_result.env,
                       overlay_sources=cache.overlay_sources if placeholders else None)
